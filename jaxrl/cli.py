@@ -1,0 +1,591 @@
+"""The command line every agent's ``__main__`` calls, and the Python API behind it.
+
+``main(Config, make_train, algorithm="ppo")`` turns the fields of the agent's ``Config`` dataclass
+into flags (their docstrings become the help), adds the shared flags (``--seed``, ``--num-seeds``,
+``--out``, ``--resume``, ``--sweep``, ...) and calls ``train_and_evaluate``, which
+
+1. validates every configuration before anything compiles (``make_train`` raises ``ConfigError``);
+2. trains all seeds x sweep points in one ``jit(vmap(...))`` program, sharded over local devices;
+3. prints progress from inside the compiled loop (``jax.debug.callback`` every log interval);
+4. writes ``OUT/config.json``, ``OUT/metrics.jsonl``, ``OUT/summary.json`` atomically, saves an
+   orbax checkpoint (final, and periodic with ``--checkpoint-every``), evaluates the greedy
+   policy of every run with its own key, and prints a table and a one-line summary last.
+
+Swept fields (``--sweep lr=1e-4,3e-4``) must be float fields: inside the compiled program they
+are traced values, so an agent may only use them arithmetically (never in Python control flow or
+shapes). Integer fields change shapes and cannot be swept.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import datetime as _dt
+import inspect
+import itertools
+import json
+import os
+import platform
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl import checkpoint as ckpt
+from jaxrl import stats
+from jaxrl.config import ConfigError
+from jaxrl.evaluation import evaluate
+from jaxrl.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from jaxrl.trainer import Trainer
+
+RUN_FIELDS = ("seed", "num_seeds", "sweep", "eval_episodes", "log_points", "checkpoint_every")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How to run an agent; the shared flags of every agent's command line."""
+
+    seed: int = 0
+    """First seed; runs use seeds seed, seed+1, ..., seed+num_seeds-1."""
+    num_seeds: int = 8
+    """Independent seeds trained together in one vmapped program."""
+    out: str | None = None
+    """Run folder (default: runs/<algorithm>-<env>-<time>)."""
+    resume: str | None = None
+    """Continue the run in this folder from its latest checkpoint (its saved config is used)."""
+    sweep: tuple[str, ...] = ()
+    """Hyperparameter grid, e.g. ("lr=1e-4,3e-4",); float fields only; the product of all is trained."""
+    eval_episodes: int = 16
+    """Greedy-policy evaluation episodes per run at the end of training."""
+    log_points: int = 50
+    """How many times per run progress is printed and metrics are logged."""
+    checkpoint_every: int = 0
+    """Also save a checkpoint every this many env steps (0: only the final one)."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files to OUT/tb (needs tensorboardX or torch)."""
+    wandb_project: str | None = None
+    """Also log to Weights & Biases under this project (needs wandb; off by default)."""
+    distributed: bool = False
+    """Call jax.distributed.initialize() first and shard runs over every host's devices."""
+    quiet: bool = False
+    """Print only the final summary."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Command-line parsing from a Config dataclass
+# ----------------------------------------------------------------------------------------------
+def field_docs(cls) -> dict[str, str]:
+    """Attribute docstrings (a string literal right below a field) of a dataclass, by field name."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body
+        for node, nxt in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _field_type(cls, field: dataclasses.Field) -> type:
+    hints = inspect.get_annotations(cls, eval_str=True) if hasattr(inspect, "get_annotations") else {}
+    for klass in cls.__mro__:
+        try:
+            hints = inspect.get_annotations(klass, eval_str=True)
+        except Exception:
+            continue
+        if field.name in hints:
+            hint = hints[field.name]
+            break
+    else:
+        hint = type(field.default)
+    origin = getattr(hint, "__origin__", None)
+    if origin is not None or str(hint).startswith(("typing.", "str |", "int |", "float |")):
+        args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+        return args[0] if args and isinstance(args[0], type) else str
+    return hint if isinstance(hint, type) else str
+
+
+def _parse_int(text: str) -> int:
+    value = float(text)  # accepts 5e5; rejects junk
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(value)
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    docs = field_docs(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        kind = _field_type(cls, field)
+        flags = [f"--{field.name.replace('_', '-')}"]
+        if "_" in field.name:
+            flags.append(f"--{field.name}")
+        default = field.default if field.default is not dataclasses.MISSING else None
+        help_text = f"{docs.get(field.name, '')} (default: {default!r})"
+        if kind is bool:
+            parser.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text)
+        elif kind is tuple:
+            parser.add_argument(*flags, dest=field.name, action="append", default=argparse.SUPPRESS, help=help_text)
+        else:
+            parse = {int: _parse_int, float: float}.get(kind, str)
+            parser.add_argument(*flags, dest=field.name, type=parse, default=argparse.SUPPRESS,
+                                metavar=kind.__name__.upper(), help=help_text)
+
+
+def parse_args(config_cls, argv: list[str] | None = None, algorithm: str = "") -> tuple[Any, RunOptions]:
+    """Parse ``argv`` into ``(config, run_options)``; every Config field is a ``--flag``."""
+    parser = argparse.ArgumentParser(
+        prog=algorithm or None,
+        description=(inspect.getdoc(sys.modules[config_cls.__module__]) or "").split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter if False else argparse.HelpFormatter,
+    )
+    group = parser.add_argument_group("algorithm (Config fields)")
+    _add_dataclass_flags(group, config_cls)
+    run_group = parser.add_argument_group("run (shared by every agent)")
+    _add_dataclass_flags(run_group, RunOptions, skip=("sweep",))
+    run_group.add_argument("--sweep", action="append", default=argparse.SUPPRESS, metavar="FIELD=V1,V2,...",
+                           help="train a grid over a float Config field in the same program (repeatable: the product is trained)")
+    ns = vars(parser.parse_args(argv))
+    run_names = {f.name for f in dataclasses.fields(RunOptions)}
+    run = RunOptions(**{k: (tuple(v) if k == "sweep" else v) for k, v in ns.items() if k in run_names})
+    config = config_cls(**{k: v for k, v in ns.items() if k not in run_names})
+    return config, run
+
+
+# ----------------------------------------------------------------------------------------------
+# Sweeps
+# ----------------------------------------------------------------------------------------------
+def parse_sweep(config, sweep: tuple[str, ...]) -> list[dict[str, float]]:
+    """``("lr=1e-4,3e-4", "gamma=0.9,0.99")`` -> the list of grid points (dicts), row-major."""
+    if not sweep:
+        return [{}]
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    axes: dict[str, list[float]] = {}
+    for spec in sweep:
+        name, sep, values = spec.partition("=")
+        name = name.strip().lstrip("-").replace("-", "_")
+        if not sep or not values:
+            raise ConfigError(f"--sweep {spec!r}: expected FIELD=V1,V2,... (e.g. --sweep lr=1e-4,3e-4)")
+        if name not in fields:
+            floats = [n for n, v in dataclasses.asdict(config).items() if isinstance(v, float)]
+            raise ConfigError(f"--sweep: {name!r} is not a field of {type(config).__name__}; float fields: {', '.join(floats)}")
+        if not isinstance(getattr(config, name), float) or isinstance(getattr(config, name), bool):
+            raise ConfigError(
+                f"--sweep: {name!r} is a {type(getattr(config, name)).__name__} field; only float fields can be "
+                "swept in one program (integer fields change array shapes). Run separate commands instead."
+            )
+        try:
+            axes[name] = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"--sweep {spec!r}: values must be numbers") from None
+        if name in axes and len(set(axes[name])) != len(axes[name]):
+            raise ConfigError(f"--sweep {spec!r}: repeated value")
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def sweep_label(point: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:g}" for k, v in point.items()) or "-"
+
+
+# ----------------------------------------------------------------------------------------------
+# Compilation cache, devices, progress
+# ----------------------------------------------------------------------------------------------
+def enable_compilation_cache(directory: str | None = None) -> str:
+    """Turn on JAX's persistent compilation cache so a second run skips XLA compilation.
+
+    The folder is ``$JAXRL_CACHE_DIR`` or ``~/.cache/jaxrl/xla``; ``JAXRL_CACHE_DIR=off`` disables it.
+    """
+    directory = directory or os.environ.get("JAXRL_CACHE_DIR") or str(Path.home() / ".cache" / "jaxrl" / "xla")
+    if directory == "off":
+        return ""
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return directory
+
+
+def run_sharding(num_runs: int):
+    """A sharding of the run axis over all (global) devices, or one device if they don't divide it."""
+    devices = jax.devices()
+    if len(devices) > 1 and num_runs % len(devices) == 0:
+        mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
+        return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+    if len(devices) > 1:
+        print(f"note: {num_runs} runs do not divide over {len(devices)} devices; using one device", file=sys.stderr)
+    return jax.sharding.SingleDeviceSharding(devices[0])
+
+
+def _put(array: np.ndarray, sharding) -> jax.Array:
+    """Place a host array that every process holds in full onto ``sharding`` (works multi-host)."""
+    array = np.asarray(array)
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
+def _to_host(tree):
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
+
+
+class Progress:
+    """Receives per-run metrics from inside the compiled loop and prints one line per log step."""
+
+    def __init__(self, label: str, num_runs: int, total_updates: int, steps_per_update: int, quiet: bool):
+        self.label, self.num_runs, self.total_updates = label, num_runs, total_updates
+        self.steps_per_update, self.quiet = steps_per_update, quiet
+        self.pending: dict[int, list[dict]] = {}
+        self.t_start = time.perf_counter()
+        self.first_update = 0
+
+    def start(self, first_update: int) -> None:
+        self.t_start, self.first_update = time.perf_counter(), first_update
+
+    def __call__(self, update, metrics) -> None:
+        update = int(update)
+        rows = self.pending.setdefault(update, [])
+        rows.append({k: float(np.asarray(v)) for k, v in metrics.items()})
+        if len(rows) < self.num_runs // jax.process_count():
+            return
+        del self.pending[update]
+        if self.quiet or jax.process_index() != 0:
+            return
+        elapsed = max(time.perf_counter() - self.t_start, 1e-9)
+        done = update + 1
+        steps = done * self.steps_per_update
+        rate = (done - self.first_update) * self.steps_per_update * self.num_runs / elapsed
+        total = self.total_updates * self.steps_per_update
+        eta = (self.total_updates - done) * elapsed / max(done - self.first_update, 1)
+        returns = np.array([r.get("episode_return", np.nan) for r in rows])
+        finite = returns[np.isfinite(returns)]
+        ret = f"return {finite.mean():9.2f} ± {finite.std():7.2f}" if finite.size else "return       n/a (no episode ended yet)"
+        print(f"[{self.label}] {steps:>11,}/{total:,} steps ({100 * done / self.total_updates:5.1f}%) | "
+              f"{rate:>10,.0f} steps/s | {ret} over {len(rows)} runs | eta {eta:6.1f}s", flush=True)
+
+
+def with_progress(update_fn: Callable, log_every: int, last_update: int, callback: Callable) -> Callable:
+    """Wrap ``update(state, i)`` so that every ``log_every``-th iteration reports its metrics to the host.
+
+    ``i`` is an unbatched scan input, so under ``vmap`` this stays a real ``lax.cond`` and the
+    callback costs nothing on the other iterations.
+    """
+
+    def update(state, i):
+        state, metrics = update_fn(state, i)
+        is_log = ((i + 1) % log_every == 0) | (i == last_update)
+        jax.lax.cond(is_log, lambda: jax.debug.callback(callback, i, metrics), lambda: None)
+        return state, metrics
+
+    return update
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------
+def _default_out(algorithm: str, env: str) -> str:
+    return str(Path("runs") / f"{algorithm}-{env}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+
+
+def _config_from_dict(config_cls, values: dict):
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"saved config has fields {sorted(unknown)} that {config_cls.__name__} does not know")
+    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _log_indices(num_updates: int, log_points: int) -> tuple[int, np.ndarray]:
+    log_every = max(1, num_updates // max(1, log_points))
+    idx = np.arange(num_updates)
+    mask = ((idx + 1) % log_every == 0) | (idx == num_updates - 1)
+    return log_every, idx[mask]
+
+
+def _sinks(out: Path, options: RunOptions, config_dict: dict):
+    sinks = []
+    if options.tensorboard:
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError("--tensorboard needs tensorboardX (pip install tensorboardX) or torch") from None
+        writer = SummaryWriter(str(out / "tb"))
+
+        def tb(rows):
+            for r in rows:
+                for k, v in r.items():
+                    if isinstance(v, (int, float)) and v is not None and k not in ("run", "seed", "update", "env_steps"):
+                        writer.add_scalar(f"run{r['run']}/{k}", v, r["env_steps"])
+            writer.flush()
+
+        sinks.append(tb)
+    if options.wandb_project:
+        try:
+            import wandb
+        except ImportError:
+            raise ConfigError("--wandb-project needs wandb installed (pip install wandb)") from None
+        wb = wandb.init(project=options.wandb_project, config=config_dict, dir=str(out))
+
+        def wandb_sink(rows):
+            for r in rows:
+                wb.log({f"run{r['run']}/{k}": v for k, v in r.items() if isinstance(v, (int, float))})
+
+        sinks.append(wandb_sink)
+    return sinks
+
+
+def train_and_evaluate(
+    config,
+    make_train: Callable[[Any], Trainer],
+    options: RunOptions = RunOptions(),
+    algorithm: str = "agent",
+    *,
+    _stop_after_chunks: int | None = None,
+) -> dict:
+    """Train ``options.num_seeds`` seeds (x the sweep grid) of ``make_train(config)`` in one program.
+
+    Returns the summary dict written to ``OUT/summary.json``. ``_stop_after_chunks`` simulates an
+    interruption after that many checkpointed chunks (used by the resume test).
+    """
+    t_process = time.perf_counter()
+    if options.distributed:
+        jax.distributed.initialize()
+    config_cls = type(config)
+    resume_meta = None
+    if options.resume:
+        out = Path(options.resume)
+        if not (out / "config.json").exists():
+            raise ConfigError(f"--resume {out}: no config.json there (not a jaxrl run folder)")
+        saved = json.loads((out / "config.json").read_text())
+        if saved.get("algorithm") != algorithm:
+            raise ConfigError(f"--resume {out}: that run is {saved.get('algorithm')!r}, not {algorithm!r}")
+        config = _config_from_dict(config_cls, saved["config"])
+        saved_run = saved["run"]
+        options = dataclasses.replace(options, **{k: (tuple(saved_run[k]) if k == "sweep" else saved_run[k]) for k in RUN_FIELDS})
+        resume_meta = saved
+    cache_dir = enable_compilation_cache()
+    env_id = getattr(config, "env", "?")
+    if options.num_seeds < 1:
+        raise ConfigError(f"--num-seeds must be >= 1, got {options.num_seeds}")
+    if options.eval_episodes < 1:
+        raise ConfigError(f"--eval-episodes must be >= 1, got {options.eval_episodes}")
+    grid = parse_sweep(config, options.sweep)
+
+    # 1. Validate every configuration with concrete values before compiling anything.
+    trainers = [make_train(dataclasses.replace(config, **point)) for point in grid]
+    trainer = trainers[0]
+    if trainer.num_updates < 1:
+        raise ConfigError(f"the budget gives {trainer.num_updates} iterations; raise --total-timesteps")
+
+    out = Path(options.out or options.resume or _default_out(algorithm, env_id))
+    seeds = [options.seed + s for s in range(options.num_seeds)]
+    runs = [(g, s) for g in range(len(grid)) for s in seeds]
+    num_runs = len(runs)
+    sweep_names = list(grid[0])
+    hp = {n: np.array([grid[g][n] for g, _ in runs], np.float32) for n in sweep_names}
+    keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for _, s in runs])
+    config_dict = dataclasses.asdict(config)
+    run_meta = {"algorithm": algorithm, "env": env_id, "num_runs": num_runs, "config": json.dumps(config_dict, sort_keys=True)}
+
+    if jax.process_index() == 0 and not options.resume:
+        if (out / "summary.json").exists() or ckpt.latest_step(out) is not None:
+            raise ConfigError(f"{out} already holds a run; pass --resume {out} to continue it or choose another --out")
+        write_json_atomic(out / "config.json", {
+            "algorithm": algorithm, "env": env_id, "config": config_dict,
+            "run": {k: getattr(options, k) for k in RUN_FIELDS},
+            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+            "created": _dt.datetime.now().isoformat(timespec="seconds"),
+            "jax_version": jax.__version__,
+        })
+    sinks = _sinks(out, options, config_dict) if jax.process_index() == 0 else []
+
+    # 2. Build the program: init, then the update loop in chunks (one compile per chunk length).
+    sharding = run_sharding(num_runs)
+    keys_d = _put(keys, sharding)
+    hp_d = {n: _put(v, sharding) for n, v in hp.items()}
+    num_updates = trainer.num_updates
+    log_every, log_idx = _log_indices(num_updates, options.log_points)
+    label = f"{algorithm} {env_id}"
+    progress = Progress(label, num_runs, num_updates, trainer.env_steps_per_update, options.quiet)
+
+    def trainer_for(point):
+        return make_train(dataclasses.replace(config, **point))
+
+    def init_one(key, point):
+        return trainer_for(point).init(key)
+
+    def chunk_one(state, point, start, length):
+        t = trainer_for(point)
+        update = with_progress(t.update, log_every, num_updates - 1, progress)
+        return jax.lax.scan(update, state, start + jnp.arange(length))
+
+    init_all = jax.jit(jax.vmap(init_one))
+    chunk_all = jax.jit(jax.vmap(chunk_one, in_axes=(0, 0, None, None)), static_argnums=3, donate_argnums=0)
+
+    if options.checkpoint_every > 0:
+        chunk = max(1, round(options.checkpoint_every / trainer.env_steps_per_update))
+    else:
+        chunk = num_updates
+    start = 0
+    rows: list[dict] = []
+    if resume_meta is not None:
+        abstract = ckpt.abstract_like(jax.eval_shape(init_all, keys_d, hp_d), sharding)
+        state, meta = ckpt.restore(out, abstract, expect=run_meta)
+        start = int(meta["update"])
+        rows = [r for r in read_jsonl(out / "metrics.jsonl") if r["update"] < start] if (out / "metrics.jsonl").exists() else []
+        if not options.quiet:
+            print(f"[{label}] resuming {out} from iteration {start}/{num_updates}", flush=True)
+    else:
+        state = init_all(keys_d, hp_d)
+
+    if not options.quiet and jax.process_index() == 0:
+        devices = jax.devices()
+        print(f"[{label}] {num_runs} runs ({len(seeds)} seeds x {len(grid)} sweep points) in one program on "
+              f"{len(devices)} {devices[0].platform} device(s); {num_updates} iterations x "
+              f"{trainer.env_steps_per_update} env steps; out: {out}", flush=True)
+
+    compile_time = 0.0
+    train_time = 0.0
+    compiled: dict[int, Any] = {}
+    chunks_done = 0
+    while start < num_updates:
+        length = min(chunk, num_updates - start)
+        if length not in compiled:
+            t0 = time.perf_counter()
+            compiled[length] = chunk_all.lower(state, hp_d, start, length).compile()
+            compile_time += time.perf_counter() - t0
+            if not options.quiet and jax.process_index() == 0:
+                print(f"[{label}] compiled the training loop in {time.perf_counter() - t0:.1f}s", flush=True)
+        progress.start(start)
+        t0 = time.perf_counter()
+        state, metrics = compiled[length](state, hp_d, start)
+        metrics = _to_host(metrics)
+        train_time += time.perf_counter() - t0
+        new_rows = _rows(metrics, runs, grid, start, length, log_idx, trainer.env_steps_per_update)
+        rows.extend(new_rows)
+        start += length
+        if jax.process_index() == 0:
+            write_jsonl_atomic(out / "metrics.jsonl", rows)
+            for sink in sinks:
+                sink(new_rows)
+        ckpt.save(out, start, state, {**run_meta, "update": start})
+        chunks_done += 1
+        if _stop_after_chunks is not None and chunks_done >= _stop_after_chunks and start < num_updates:
+            return {"interrupted_at": start}
+
+    # 3. Evaluate every run's greedy policy with its own key.
+    def eval_one(state, point, key):
+        t = trainer_for(point)
+        eval_key = jax.random.fold_in(key, 0x5EED)
+        return evaluate(t.env, t.env_params, lambda obs, k: t.act(state, obs, k), eval_key, options.eval_episodes)
+
+    t0 = time.perf_counter()
+    results = _to_host(jax.jit(jax.vmap(eval_one))(state, hp_d, keys_d))
+    eval_time = time.perf_counter() - t0
+
+    summary = _summary(
+        algorithm, env_id, config_dict, options, grid, runs, results, rows, trainer,
+        wall_time=time.perf_counter() - t_process, compile_time=compile_time, train_time=train_time,
+        eval_time=eval_time, cache_dir=cache_dir, out=out,
+    )
+    if jax.process_index() == 0:
+        write_json_atomic(out / "summary.json", summary)
+        _print_summary(summary, grid)
+    return summary
+
+
+def _rows(metrics, runs, grid, start, length, log_idx, steps_per_update) -> list[dict]:
+    """metrics.jsonl rows for the logged iterations of this chunk: one per (iteration, run)."""
+    rows = []
+    for i in log_idx[(log_idx >= start) & (log_idx < start + length)]:
+        for r, (g, seed) in enumerate(runs):
+            row = {"run": r, "seed": seed, "sweep": grid[g], "update": int(i), "env_steps": int((i + 1) * steps_per_update)}
+            row.update({k: float(v[r, i - start]) for k, v in metrics.items()})
+            rows.append(row)
+    return rows
+
+
+def _summary(algorithm, env_id, config_dict, options, grid, runs, results, rows, trainer, *, wall_time,
+             compile_time, train_time, eval_time, cache_dir, out) -> dict:
+    per_run_return = np.asarray(results["return"]).mean(axis=1)
+    per_run = []
+    for r, (g, seed) in enumerate(runs):
+        entry = {
+            "run": r, "seed": seed, "sweep": grid[g],
+            "eval_return": per_run_return[r].tolist(),
+            "eval_length": float(np.asarray(results["length"][r]).mean()),
+        }
+        if np.asarray(results["cost"]).any():
+            entry["eval_cost"] = float(np.asarray(results["cost"][r]).mean())
+        if np.asarray(results["success"]).any():
+            entry["eval_success"] = float(np.asarray(results["success"][r]).mean())
+        per_run.append(entry)
+    groups = []
+    for g, point in enumerate(grid):
+        values = [per_run_return[r] for r, (gg, _) in enumerate(runs) if gg == g]
+        values = np.asarray(values)
+        groups.append({"sweep": point, "eval_return": stats.summarize(values if values.ndim == 1 else values.mean(-1))})
+    env_steps = trainer.total_env_steps
+    total_steps = env_steps * len(runs)
+    device = jax.devices()[0]
+    summary = {
+        "algorithm": algorithm, "env": env_id, "out": str(out),
+        "eval_return": groups[0]["eval_return"] if len(grid) == 1 else None,
+        "sweep": groups if options.sweep else [],
+        "runs": per_run,
+        "eval_episodes": options.eval_episodes,
+        "env_steps_per_run": env_steps,
+        "env_steps_total": total_steps,
+        "wall_time_s": wall_time, "compile_time_s": compile_time, "train_time_s": train_time, "eval_time_s": eval_time,
+        "steps_per_second": total_steps / max(train_time, 1e-9),
+        "jax_version": jax.__version__, "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+        "num_devices": jax.device_count(), "python": platform.python_version(), "machine": platform.node(),
+        "compilation_cache": cache_dir or None,
+        "config": config_dict,
+    }
+    return summary
+
+
+def _print_summary(summary: dict, grid) -> None:
+    label = f"{summary['algorithm']} {summary['env']}"
+    groups = summary["sweep"] or [{"sweep": {}, "eval_return": summary["eval_return"]}]
+    print(f"\n{'sweep':<24} {'runs':>4} {'mean':>10} {'IQM':>10} {'95% CI':>23} {'std':>9}")
+    for group in groups:
+        s = group["eval_return"]
+        ci = f"[{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
+        print(f"{sweep_label(group['sweep']):<24} {s['n']:>4} {s['mean']:>10.2f} {s['iqm']:>10.2f} {ci:>23} {s['std']:>9.2f}")
+    best = max(groups, key=lambda g: g["eval_return"]["mean"])
+    s = best["eval_return"]
+    where = f" (best: {sweep_label(best['sweep'])})" if summary["sweep"] else ""
+    print(f"{label}: eval return {s['mean']:.2f} (IQM {s['iqm']:.2f}, 95% CI [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]) "
+          f"over {s['n']} runs{where} | {summary['env_steps_total']:,} env steps in {summary['train_time_s']:.1f}s "
+          f"({summary['steps_per_second']:,.0f} steps/s), compile {summary['compile_time_s']:.1f}s, "
+          f"wall {summary['wall_time_s']:.1f}s | {summary['out']}", flush=True)
+
+
+def main(config_cls, make_train: Callable[[Any], Trainer], algorithm: str, argv: list[str] | None = None) -> dict | None:
+    """Entry point of every agent file: parse flags, train, evaluate, write results."""
+    try:
+        config, options = parse_args(config_cls, argv, algorithm)
+        return train_and_evaluate(config, make_train, options, algorithm)
+    except (ConfigError, ckpt.CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,94 @@
+"""One registry for every environment: gymnax's ids and this project's own (``envs/``).
+
+>>> env, params = make("CartPole-v1")
+>>> env, params = make("CartPole-v1", max_steps_in_episode=200)   # an EnvParams field
+>>> env, params = make("Probe-Action", continuous=True)             # a constructor argument
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+import gymnax
+from gymnax.environments import spaces
+
+import envs as project_envs
+
+
+class UnknownEnvError(ValueError):
+    """An env id that neither gymnax nor ``envs/`` registers."""
+
+
+def registered_ids() -> list[str]:
+    """Every id ``make`` accepts: gymnax's first, then the project's."""
+    return list(gymnax.registered_envs) + [i for i in project_envs.REGISTRY if i not in gymnax.registered_envs]
+
+
+def _constructor(env_id: str):
+    if env_id in project_envs.REGISTRY:
+        return project_envs.REGISTRY[env_id]
+    if env_id in gymnax.registered_envs:
+        return lambda **kw: gymnax.make(env_id, **kw)[0]
+    close = difflib.get_close_matches(env_id, registered_ids(), n=5, cutoff=0.4)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise UnknownEnvError(
+        f"unknown env id {env_id!r}.{hint} Valid ids: {', '.join(registered_ids())}"
+    )
+
+
+def make(env_id: str, **overrides: Any):
+    """Build ``(env, env_params)`` for ``env_id``.
+
+    Keyword overrides naming a field of the env's ``EnvParams`` (e.g. ``max_steps_in_episode``)
+    replace that parameter; any other keyword goes to the env's constructor. An unknown id raises
+    ``UnknownEnvError`` listing the closest valid ids.
+    """
+    constructor = _constructor(env_id)
+    probe_env = constructor()
+    param_fields = {f.name for f in dataclasses.fields(probe_env.default_params)}
+    param_overrides = {k: v for k, v in overrides.items() if k in param_fields}
+    ctor_overrides = {k: v for k, v in overrides.items() if k not in param_fields}
+    try:
+        env = constructor(**ctor_overrides) if ctor_overrides else probe_env
+    except TypeError as err:
+        raise ValueError(
+            f"{env_id}: unknown override(s) {sorted(ctor_overrides)}; EnvParams fields are "
+            f"{sorted(param_fields)} ({err})"
+        ) from None
+    return env, env.default_params.replace(**param_overrides)
+
+
+def is_discrete(env, env_params) -> bool:
+    return isinstance(env.action_space(env_params), spaces.Discrete)
+
+
+def describe_action_space(env, env_params) -> str:
+    space = env.action_space(env_params)
+    if isinstance(space, spaces.Discrete):
+        return f"Discrete({space.n})"
+    return f"Box(shape={tuple(space.shape)})"
+
+
+def require_action_space(env_id: str, env, env_params, kind: str, algorithm: str) -> None:
+    """Raise a clear error when ``algorithm`` (which supports only ``kind`` actions) gets the wrong env."""
+    from jaxrl.config import ConfigError
+
+    discrete = is_discrete(env, env_params)
+    if (kind == "discrete") != discrete:
+        examples = "CartPole-v1, Acrobot-v1, Breakout-MinAtar" if kind == "discrete" else "Pendulum-v1, MountainCarContinuous-v0"
+        raise ConfigError(
+            f"{algorithm} supports only {kind} action spaces, but {env_id} has "
+            f"{describe_action_space(env, env_params)}. Try a {kind} env such as {examples}."
+        )
+
+
+def action_bounds(env, env_params):
+    """(low, high) arrays of a Box action space."""
+    import jax.numpy as jnp
+
+    space = env.action_space(env_params)
+    shape = tuple(space.shape)
+    return jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), shape), jnp.broadcast_to(
+        jnp.asarray(space.high, jnp.float32), shape
+    )
