@@ -6,6 +6,14 @@ next to gymnax's own.
 """
 from envs.probes import PROBE_IDS, ProbeEnv
 
-REGISTRY = {env_id: (lambda kind=kind, **kw: ProbeEnv(kind=kind, **kw)) for kind, env_id in PROBE_IDS.items()}
+
+def _probe(kind: str, continuous: bool):
+    return lambda **kw: ProbeEnv(kind=kind, **{"continuous": continuous, **kw})
+
+
+REGISTRY = {}
+for _kind, _id in PROBE_IDS.items():
+    REGISTRY[_id] = _probe(_kind, False)
+    REGISTRY[_id + "-Continuous"] = _probe(_kind, True)
 
 __all__ = ["REGISTRY"]

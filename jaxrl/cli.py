@@ -29,6 +29,8 @@ import platform
 import sys
 import textwrap
 import time
+import types
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -99,21 +101,12 @@ def field_docs(cls) -> dict[str, str]:
 
 
 def _field_type(cls, field: dataclasses.Field) -> type:
-    hints = inspect.get_annotations(cls, eval_str=True) if hasattr(inspect, "get_annotations") else {}
-    for klass in cls.__mro__:
-        try:
-            hints = inspect.get_annotations(klass, eval_str=True)
-        except Exception:
-            continue
-        if field.name in hints:
-            hint = hints[field.name]
-            break
-    else:
-        hint = type(field.default)
-    origin = getattr(hint, "__origin__", None)
-    if origin is not None or str(hint).startswith(("typing.", "str |", "int |", "float |")):
-        args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
-        return args[0] if args and isinstance(args[0], type) else str
+    """The scalar type a flag parses to: the annotation, with ``X | None`` reduced to ``X``."""
+    hint = typing.get_type_hints(cls).get(field.name, str)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        return tuple
     return hint if isinstance(hint, type) else str
 
 
@@ -131,8 +124,6 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
             continue
         kind = _field_type(cls, field)
         flags = [f"--{field.name.replace('_', '-')}"]
-        if "_" in field.name:
-            flags.append(f"--{field.name}")
         default = field.default if field.default is not dataclasses.MISSING else None
         help_text = f"{docs.get(field.name, '')} (default: {default!r})"
         if kind is bool:
@@ -151,7 +142,6 @@ def parse_args(config_cls, argv: list[str] | None = None, algorithm: str = "") -
     parser = argparse.ArgumentParser(
         prog=algorithm or None,
         description=(inspect.getdoc(sys.modules[config_cls.__module__]) or "").split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter if False else argparse.HelpFormatter,
     )
     group = parser.add_argument_group("algorithm (Config fields)")
     _add_dataclass_flags(group, config_cls)
@@ -447,8 +437,7 @@ def train_and_evaluate(
     start = 0
     rows: list[dict] = []
     if resume_meta is not None:
-        abstract = ckpt.abstract_like(jax.eval_shape(init_all, keys_d, hp_d), sharding)
-        state, meta = ckpt.restore(out, abstract, expect=run_meta)
+        state, meta = _restore_state(out, init_all, keys_d, hp_d, sharding, run_meta)
         start = int(meta["update"])
         rows = [r for r in read_jsonl(out / "metrics.jsonl") if r["update"] < start] if (out / "metrics.jsonl").exists() else []
         if not options.quiet:
@@ -510,6 +499,60 @@ def train_and_evaluate(
         write_json_atomic(out / "summary.json", summary)
         _print_summary(summary, grid)
     return summary
+
+
+def _restore_state(out, init_all, keys, hp, sharding, run_meta, update=None):
+    abstract = ckpt.abstract_like(jax.eval_shape(init_all, keys, hp), sharding)
+    return ckpt.restore(out, abstract, expect=run_meta, update=update)
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    """A trained run folder: its config, the trainer, and the train state of every run (leading axis)."""
+
+    config: Any
+    trainer: Trainer
+    state: Any
+    runs: list[dict]
+    update: int
+
+    def act(self, run: int, obs: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """Greedy actions of run ``run`` for a batch of raw observations."""
+        state = jax.tree.map(lambda x: x[run], self.state)
+        key = jax.random.PRNGKey(0) if key is None else key
+        return self.trainer.act(state, obs, key)
+
+
+def load_run(out: str | os.PathLike, config_cls, make_train: Callable[[Any], Trainer], algorithm: str,
+             update: int | None = None) -> LoadedRun:
+    """Load the checkpoint of a run folder written by ``train_and_evaluate`` (default: the latest).
+
+    Raises ``CheckpointError`` for a folder of another algorithm/env/config or a corrupt checkpoint.
+    Runs with a sweep use the config of each run's grid point for ``act``; ``trainer`` is the first's.
+    """
+    out = Path(out)
+    if not (out / "config.json").exists():
+        raise ckpt.CheckpointError(f"{out}: no config.json (not a jaxrl run folder)")
+    saved = json.loads((out / "config.json").read_text())
+    if saved.get("algorithm") != algorithm:
+        raise ckpt.CheckpointError(f"{out} holds a {saved.get('algorithm')!r} run, not {algorithm!r}")
+    config = _config_from_dict(config_cls, saved["config"])
+    run = saved["run"]
+    grid = parse_sweep(config, tuple(run["sweep"]))
+    seeds = [run["seed"] + s for s in range(run["num_seeds"])]
+    runs = [(g, s) for g in range(len(grid)) for s in seeds]
+    hp = {n: jnp.array([grid[g][n] for g, _ in runs], jnp.float32) for n in grid[0]}
+    keys = jnp.stack([jax.random.PRNGKey(s) for _, s in runs])
+
+    def init_one(key, point):
+        return make_train(dataclasses.replace(config, **point)).init(key)
+
+    run_meta = {"algorithm": algorithm, "env": saved["env"], "num_runs": len(runs),
+                "config": json.dumps(saved["config"], sort_keys=True)}
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    state, meta = _restore_state(out, jax.vmap(init_one), keys, hp, sharding, run_meta, update)
+    table = [{"run": r, "seed": s, "sweep": grid[g]} for r, (g, s) in enumerate(runs)]
+    return LoadedRun(config, make_train(config), state, table, int(meta["update"]))
 
 
 def _rows(metrics, runs, grid, start, length, log_idx, steps_per_update) -> list[dict]:

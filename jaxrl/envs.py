@@ -14,9 +14,10 @@ import gymnax
 from gymnax.environments import spaces
 
 import envs as project_envs
+from jaxrl.config import ConfigError
 
 
-class UnknownEnvError(ValueError):
+class UnknownEnvError(ConfigError):
     """An env id that neither gymnax nor ``envs/`` registers."""
 
 
@@ -52,7 +53,7 @@ def make(env_id: str, **overrides: Any):
     try:
         env = constructor(**ctor_overrides) if ctor_overrides else probe_env
     except TypeError as err:
-        raise ValueError(
+        raise ConfigError(
             f"{env_id}: unknown override(s) {sorted(ctor_overrides)}; EnvParams fields are "
             f"{sorted(param_fields)} ({err})"
         ) from None
@@ -72,8 +73,6 @@ def describe_action_space(env, env_params) -> str:
 
 def require_action_space(env_id: str, env, env_params, kind: str, algorithm: str) -> None:
     """Raise a clear error when ``algorithm`` (which supports only ``kind`` actions) gets the wrong env."""
-    from jaxrl.config import ConfigError
-
     discrete = is_discrete(env, env_params)
     if (kind == "discrete") != discrete:
         examples = "CartPole-v1, Acrobot-v1, Breakout-MinAtar" if kind == "discrete" else "Pendulum-v1, MountainCarContinuous-v0"
