@@ -185,13 +185,16 @@ def validate(config: Config) -> None:
             f"(num_envs * num_steps = {config.batch_size})")
 
 
-def make_train(config: Config) -> Trainer:
+def make_train(config: Config, network: nn.Module | None = None) -> Trainer:
+    """Build the PPO trainer. ``network`` replaces the default ``ActorCritic`` (same outputs:
+    ``(logits or mean, log_std or None, value)``), e.g. to try another architecture in a notebook."""
     validate(config)
     env, env_params, wrapped, discrete = make_env(config)
     obs_shape = (int(np.prod(env.observation_space(env_params).shape)),)
     action_space = env.action_space(env_params)
     action_dim = action_space.n if discrete else int(np.prod(action_space.shape))
-    network = ActorCritic(action_dim, discrete, config.hidden_size, config.activation)
+    if network is None:
+        network = ActorCritic(action_dim, discrete, config.hidden_size, config.activation)
     minibatch_size = config.batch_size // config.num_minibatches
 
     def lr_schedule(count):
