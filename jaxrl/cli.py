@@ -632,3 +632,8 @@ def main(config_cls, make_train: Callable[[Any], Trainer], algorithm: str, argv:
     except (ConfigError, ckpt.CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        out = locals().get("options") and (options.out or options.resume)
+        if out and ckpt.latest_step(out) is not None:
+            print(f"\ninterrupted; continue with: --resume {out}", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -108,38 +108,46 @@ def test_bad_config_is_a_clear_error():
 # ----------------------------------------------------------------------------------------------
 # Probe envs: learned Q-values against their analytic values, greedy actions
 # ----------------------------------------------------------------------------------------------
+# An observation of 0 (Probe-Constant, Probe-Action) gives a hidden layer of exactly 0 under LayerNorm
+# (the normalized constant vector is 0 and relu'(0) = 0), so only the output bias can learn there; Adam
+# moves it by about lr per step, hence the high lr and a few hundred updates (the run is cheap; the
+# compile is what costs). γ = 0.8 keeps Q(Probe-Constant) = 5 reachable.
 PROBE = pqn.Config(
-    total_timesteps=16 * 16 * 60, num_envs=16, num_steps=16, update_epochs=2, num_minibatches=4,
-    lr=3e-3, optimizer="adam", anneal_lr=True, gamma=0.9, q_lambda=0.65, eps_start=1.0, eps_finish=0.3,
+    total_timesteps=16 * 16 * 300, num_envs=16, num_steps=16, update_epochs=2, num_minibatches=8,
+    lr=1e-2, optimizer="adam", anneal_lr=True, gamma=0.8, q_lambda=0.65, eps_start=1.0, eps_finish=0.3,
     eps_decay=0.3, reward_scale=1.0, hidden_size=32,
 )
-
-
 PROBE_OBS = {"Probe-Constant": [0.0], "Probe-ObsReward": [-1.0, 1.0], "Probe-TwoStep": [0.0, 1.0],
              "Probe-Action": [0.0], "Probe-ObsAction": [-1.0, 1.0]}
 
 
 @pytest.fixture(scope="module")
 def probes():
-    """Per probe: Q-values (seeds, observations, actions) and greedy actions (seeds, observations) after training."""
+    """Per probe: Q-values (seeds, observations, actions) and greedy actions (seeds, observations).
+
+    All five probes x 4 seeds are trained in one compiled program.
+    """
     network = pqn.QNetwork(2, PROBE.hidden_size, PROBE.num_layers, PROBE.norm)
-    out = {}
-    for env_id, values in PROBE_OBS.items():
-        trainer = pqn.make_train(dataclasses.replace(PROBE, env=env_id))
-        obs = jnp.asarray(values, jnp.float32)[:, None]
+    trainers = {env_id: pqn.make_train(dataclasses.replace(PROBE, env=env_id)) for env_id in PROBE_OBS}
 
-        def train(key):
-            state, _ = trainer(key)
-            return network.apply(state.params, obs), trainer.act(state, obs, key)
+    def train_all(keys):
+        out = {}
+        for env_id, values in PROBE_OBS.items():
+            trainer, obs = trainers[env_id], jnp.asarray(values, jnp.float32)[:, None]
 
-        q, greedy = jax.jit(jax.vmap(train))(seed_keys())
-        out[env_id] = (np.asarray(q), np.asarray(greedy))
-    return out
+            def train(key):
+                state, _ = trainer(key)
+                return network.apply(state.params, obs), trainer.act(state, obs, key)
+
+            out[env_id] = jax.vmap(train)(keys)
+        return out
+
+    return jax.tree.map(np.asarray, jax.jit(train_all)(seed_keys()))
 
 
 def test_probe_constant_bootstraps_through_truncation(probes):
-    # Reward 1 forever, truncated every 10 steps: Q = 1 / (1 - γ) = 10 for both actions. Treating the
-    # truncation as a termination would give the finite-horizon average instead (about 6).
+    # Reward 1 forever, truncated every 10 steps: Q = 1 / (1 - γ) = 5 for both actions. Treating the
+    # truncation as a termination instead gives about 3.45 (measured), outside the tolerance.
     q, _ = probes["Probe-Constant"]
     np.testing.assert_allclose(q, 1 / (1 - PROBE.gamma), rtol=0.1)
 
@@ -159,7 +167,7 @@ def test_probe_two_step_discounts(probes):
 def test_probe_action_greedy(probes):
     q, greedy = probes["Probe-Action"]  # reward 1 for action 1, 0 for action 0
     np.testing.assert_array_equal(greedy, 1)
-    np.testing.assert_allclose(q[:, 0], [0.0, 1.0], atol=0.15)
+    np.testing.assert_allclose(q[:, 0], np.broadcast_to([0.0, 1.0], q[:, 0].shape), atol=0.15)
 
 
 def test_probe_obs_action_greedy(probes):
@@ -171,7 +179,8 @@ def test_probe_obs_action_greedy(probes):
 # ----------------------------------------------------------------------------------------------
 # Learning check
 # ----------------------------------------------------------------------------------------------
-CARTPOLE = pqn.Config(env="CartPole-v1", total_timesteps=50_000, hidden_size=128)
+# The default (reference CartPole) config with a tenth of its budget: 24 updates of 32 envs x 64 steps.
+CARTPOLE = pqn.Config(env="CartPole-v1", total_timesteps=50_000)
 
 
 @pytest.mark.learning
@@ -187,5 +196,6 @@ def test_learns_cartpole():
     eval_return, td_loss = jax.jit(jax.vmap(train_and_eval))(seed_keys())
     eval_return = np.asarray(eval_return)
     assert np.isfinite(np.asarray(td_loss)).all()
-    # A random policy scores about 22; measured mean over these 4 seeds: see the report.
-    assert eval_return.mean() > 100, eval_return
+    # A random policy scores about 22. Measured (CPU): these 4 seeds 423 (448, 255, 491, 500);
+    # 16 seeds 371 ± 97 (min 179), so a 4-seed mean has a std of about 50 and 150 is 4+ std below.
+    assert eval_return.mean() > 150, eval_return

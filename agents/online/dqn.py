@@ -12,7 +12,8 @@ state (a write position and a fill counter; sampling is uniform over the filled 
 is one compiled program and the CLI can checkpoint and resume it. One iteration is one step of
 ``num_envs`` parallel envs followed by the gradient steps and target update that CleanRL's
 one-env loop would have done at those env-step indices (see ``update``): with ``num_envs=1`` the
-schedule is exactly CleanRL's.
+schedule is exactly CleanRL's. (With several envs each env draws its own ε-greedy coin; when one
+iteration passes several target-update indices, the target is updated once.)
 
 Defaults are CleanRL's ``dqn_jax.py`` CartPole-v1 settings (Huang et al. 2022, "CleanRL",
 JMLR; docs.cleanrl.dev/rl-algorithms/dqn/#dqn_jaxpy): Adam lr 2.5e-4, 1 env, buffer 10,000,
@@ -25,9 +26,11 @@ paper's. Observations of any shape are flattened by the network (MinAtar's 10x10
 convolution with 16 channels, stride 1, then the dense layers of ``hidden_sizes``, e.g. 128).
 
 Run:  python agents/online/dqn.py --env CartPole-v1 --num-seeds 4
+MinAtar, with settings near the MinAtar paper's DQN (buffer 100k, batch 32, target every 1,000 steps,
+learning after 5,000, conv net with 128 units; 4 envs, one gradient step per 4 env steps):
       python agents/online/dqn.py --env Breakout-MinAtar --network minatar_conv --hidden-sizes 128 \
-          --total-timesteps 1000000 --buffer-size 100000 --learning-starts 5000 --train-frequency 4 \
-          --target-update-interval 1000 --exploration-fraction 0.1 --end-e 0.01 --num-envs 4
+          --total-timesteps 1000000 --num-envs 4 --buffer-size 100000 --batch-size 32 --learning-starts 5000 \
+          --train-frequency 4 --target-update-interval 1000 --exploration-fraction 0.1 --end-e 0.01
 """
 from __future__ import annotations
 
@@ -212,7 +215,8 @@ def make_env(config: Config):
     return env, env_params, EpisodeStatistics(env)
 
 
-def validate(config: Config, env=None, env_params=None) -> None:
+def validate(config: Config) -> None:
+    """Raise ConfigError for settings that cannot work (before anything compiles)."""
     require_positive(config, "lr", "total_timesteps", "num_envs", "buffer_size", "batch_size",
                      "target_update_interval", "train_frequency", "exploration_fraction")
     require_unit_interval(config, "gamma", "start_e", "end_e", "exploration_fraction")
@@ -228,18 +232,17 @@ def validate(config: Config, env=None, env_params=None) -> None:
     require(config.loss in ("mse", "huber"), f"loss must be 'mse' or 'huber', got {config.loss!r}")
     require(config.network in ("mlp", "minatar_conv"), f"network must be 'mlp' or 'minatar_conv', got {config.network!r}")
     parse_hidden_sizes(config.hidden_sizes)
-    if env is not None:
-        envs.require_action_space(config.env, env, env_params, "discrete", "DQN")
-        obs_shape = tuple(env.observation_space(env_params).shape)
-        require(config.network != "minatar_conv" or len(obs_shape) == 3,
-                f"network='minatar_conv' needs image observations (H, W, C); {config.env} has shape {obs_shape}. "
-                "Use network='mlp'.")
+    env, env_params = envs.make(config.env)
+    envs.require_action_space(config.env, env, env_params, "discrete", "DQN")
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    require(config.network != "minatar_conv" or len(obs_shape) == 3,
+            f"network='minatar_conv' needs image observations (H, W, C); {config.env} has shape {obs_shape}. "
+            "Use network='mlp'.")
 
 
 def make_train(config: Config) -> Trainer:
     validate(config)
     env, env_params, wrapped = make_env(config)
-    validate(config, env, env_params)
     num_actions = int(env.action_space(env_params).n)
     network = make_network(config, num_actions)
     tx = optax.adam(config.lr)

@@ -213,9 +213,6 @@ def make_train(config: Config) -> Trainer:
     optimizer = optax.radam if config.optimizer == "radam" else optax.adam
     tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optimizer(lr_schedule))
 
-    def q_values(params, obs):
-        return network.apply(params, obs)
-
     def reset_envs(key):
         return jax.vmap(wrapped.reset, in_axes=(0, None))(jax.random.split(key, config.num_envs), env_params)
 
@@ -230,7 +227,7 @@ def make_train(config: Config) -> Trainer:
         return TrainState(params, tx.init(params), env_state, obs, key)
 
     def loss_fn(params, batch: Transition, targets):
-        q = q_values(params, batch.obs)
+        q = network.apply(params, batch.obs)
         q_taken = jnp.take_along_axis(q, batch.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
         loss = 0.5 * jnp.square(q_taken - targets).mean()
         return loss, {"td_loss": loss, "q_mean": q_taken.mean()}
@@ -243,7 +240,7 @@ def make_train(config: Config) -> Trainer:
         def env_step(carry, _):
             env_state, obs, key = carry
             key, act_key, step_key = jax.random.split(key, 3)
-            action = epsilon_greedy(act_key, q_values(state.params, obs), epsilon)
+            action = epsilon_greedy(act_key, network.apply(state.params, obs), epsilon)
             next_obs, env_state, reward, terminated, truncated, info = step_envs(step_key, env_state, action)
             done = jnp.logical_or(terminated, truncated)
             transition = Transition(obs, action, config.reward_scale * reward, terminated.astype(jnp.float32),
@@ -255,7 +252,7 @@ def make_train(config: Config) -> Trainer:
         )
 
         # CALCULATE Q(λ) TARGETS (with the network that collected the rollout)
-        q_next = q_values(state.params, traj.next_obs).max(axis=-1)
+        q_next = network.apply(state.params, traj.next_obs).max(axis=-1)
         targets = q_lambda_returns(traj.reward, q_next, traj.terminated, traj.done, config.gamma, config.q_lambda)
 
         # UPDATE NETWORK
@@ -286,7 +283,7 @@ def make_train(config: Config) -> Trainer:
 
     def act(state: TrainState, obs, key):
         """Greedy action: argmax_a Q(obs, a) for a batch of raw (unflattened) observations."""
-        return jnp.argmax(q_values(state.params, obs.reshape((obs.shape[0], obs_dim))), axis=-1)
+        return jnp.argmax(network.apply(state.params, obs.reshape((obs.shape[0], obs_dim))), axis=-1)
 
     return Trainer(init=init, update=update, act=act, num_updates=config.num_updates,
                    env_steps_per_update=config.batch_size, env=env, env_params=env_params)
