@@ -58,22 +58,8 @@ def test_squashed_density_integrates_to_one_and_is_finite_at_the_bounds():
 
 
 # ---------------------------------------------------------------------------------------------
-# Replay buffer and configuration
+# Configuration
 # ---------------------------------------------------------------------------------------------
-def test_replay_buffer_ring_wraps_and_counts():
-    buf = sac.buffer_init(capacity=5, obs_dim=1, action_dim=1)
-    for t in range(3):
-        obs = jnp.array([[2.0 * t], [2.0 * t + 1]])
-        buf = sac.buffer_add(buf, obs, obs, obs[:, 0], obs + 100, jnp.zeros(2))
-    # 6 transitions into 5 rows: row 0 was overwritten by transition 5.
-    assert int(buf.size) == 5 and int(buf.position) == 1
-    np.testing.assert_array_equal(np.asarray(buf.reward), [5, 1, 2, 3, 4])
-    np.testing.assert_array_equal(np.asarray(buf.next_obs[:, 0]), [105, 101, 102, 103, 104])
-    obs, action, reward, next_obs, terminated = sac.buffer_sample(buf, jax.random.PRNGKey(0), 64)
-    assert set(np.asarray(reward).tolist()) <= {1, 2, 3, 4, 5}
-    np.testing.assert_array_equal(np.asarray(next_obs[:, 0]), np.asarray(reward) + 100)
-
-
 def test_discrete_env_raises_clear_config_error():
     with pytest.raises(ConfigError, match=r"SAC supports only continuous.*CartPole-v1.*Discrete\(2\).*Pendulum-v1"):
         sac.make_train(sac.Config(env="CartPole-v1"))
@@ -101,7 +87,7 @@ def test_buffer_capacity_is_capped_to_the_budget():
 PROBE_KINDS = ("Probe-Constant", "Probe-ObsReward", "Probe-TwoStep", "Probe-Action", "Probe-ObsAction")
 PROBE_SEEDS = 2
 PROBE_CONFIG = sac.Config(
-    total_timesteps=3_000, num_envs=1, gradient_steps=1, batch_size=64, hidden_size=64, learning_starts=300,
+    total_timesteps=3_000, num_envs=2, gradient_steps=2, batch_size=64, hidden_size=64, learning_starts=300,
     policy_lr=1e-3, q_lr=1e-3, gamma=0.9, tau=0.05, autotune=False,
 )
 # Fixed α per probe: sizeable on the value probes (so the entropy term of the soft value is visible),
@@ -181,20 +167,20 @@ OBS = {-1.0: 0, 0.0: 1, 1.0: 2}  # index of an observation in the probe grid
 def test_probe_constant_soft_value_bootstraps_through_truncation(probe_results):
     # Reward 1 forever, episodes only truncated: the soft Q is the fixed point of
     # Q = 1 + γ (Q + α H), i.e. (1 + γ α H) / (1 - γ), with H the policy's entropy at obs 0.
-    # Treating truncation as termination would give at most 1/(1-γ^10)-ish less (≈ 6.5).
+    # Treating truncation as termination would give far less (at most (1 - γ^10)/(1 - γ) ≈ 6.5).
     r, gamma, alpha = probe_results["Probe-Constant"], PROBE_CONFIG.gamma, PROBE_ALPHA["Probe-Constant"]
     entropy = r["entropy"][:, OBS[0.0]]
     expected = (1.0 + gamma * alpha * entropy) / (1.0 - gamma)
     q = r["q"][:, :, OBS[0.0], :].mean(axis=(1, 2))
-    assert np.all(np.abs(q - expected) < 0.4), (q, expected)
+    assert np.all(np.abs(q - expected) < 0.25), (q, expected)
     # ... and the entropy term is really there: the hard value 1/(1-γ) = 10 is clearly off.
-    assert np.all(expected - 1.0 / (1.0 - gamma) > 0.8), expected
+    assert np.all(expected - 1.0 / (1.0 - gamma) > 1.0), expected
 
 
 def test_probe_obs_reward_q_tracks_observation(probe_results):
     q = probe_results["Probe-ObsReward"]["q"]  # one step, terminated: Q(s, a) = r = obs exactly
-    assert np.all(np.abs(q[:, :, OBS[1.0]] - 1.0) < 0.15), q
-    assert np.all(np.abs(q[:, :, OBS[-1.0]] + 1.0) < 0.15), q
+    assert np.all(np.abs(q[:, :, OBS[1.0]] - 1.0) < 0.1), q
+    assert np.all(np.abs(q[:, :, OBS[-1.0]] + 1.0) < 0.1), q
 
 
 def test_probe_two_step_discounts_the_soft_value(probe_results):
@@ -202,25 +188,29 @@ def test_probe_two_step_discounts_the_soft_value(probe_results):
     q_last = r["q"][:, :, OBS[1.0]].mean(axis=(1, 2))    # terminal step, reward 1: Q = 1
     q_first = r["q"][:, :, OBS[0.0]].mean(axis=(1, 2))   # Q = 0 + γ (1 + α H(obs 1))
     expected_first = gamma * (1.0 + alpha * r["entropy"][:, OBS[1.0]])
-    assert np.all(np.abs(q_last - 1.0) < 0.15), q_last
-    assert np.all(np.abs(q_first - expected_first) < 0.15), (q_first, expected_first)
+    assert np.all(np.abs(q_last - 1.0) < 0.05), q_last
+    assert np.all(np.abs(q_first - expected_first) < 0.05), (q_first, expected_first)
+    assert np.all(expected_first - gamma > 0.1), expected_first  # the entropy bonus is visible
 
 
 def test_probe_action_greedy_action_is_optimal(probe_results):
     greedy = probe_results["Probe-Action"]["greedy"][:, OBS[0.0]]
-    assert np.all(np.abs(greedy - 0.5) < 0.1), greedy
+    assert np.all(np.abs(greedy - 0.5) < 0.05), greedy
 
 
 def test_probe_obs_action_greedy_action_follows_observation(probe_results):
     greedy = probe_results["Probe-ObsAction"]["greedy"]
-    assert np.all(np.abs(greedy[:, OBS[1.0]] - 0.5) < 0.1), greedy
-    assert np.all(np.abs(greedy[:, OBS[-1.0]] + 0.5) < 0.1), greedy
+    assert np.all(np.abs(greedy[:, OBS[1.0]] - 0.5) < 0.05), greedy
+    assert np.all(np.abs(greedy[:, OBS[-1.0]] + 0.5) < 0.05), greedy
 
 
 # ---------------------------------------------------------------------------------------------
 # Learning check: Pendulum-v1, several seeds in one program
 # ---------------------------------------------------------------------------------------------
-PENDULUM_CONFIG = sac.Config(env="Pendulum-v1", total_timesteps=8_000, learning_starts=1_000, hidden_size=64)
+# Smaller than the defaults (64 units, batch 128, 500 random steps) so that it runs in about a
+# minute on 2 CPU cores. Measured over 16 seeds: greedy return -193 ± 118 (worst seed -578).
+PENDULUM_CONFIG = sac.Config(env="Pendulum-v1", total_timesteps=6_000, learning_starts=500, hidden_size=64,
+                             batch_size=128)
 PENDULUM_SEEDS = 4
 
 
@@ -239,6 +229,6 @@ def test_pendulum_learns_well_above_random():
     returns = np.asarray(returns)
     print(f"SAC Pendulum-v1 {PENDULUM_CONFIG.total_timesteps} steps: greedy return "
           f"{returns.mean():.1f} ± {returns.std():.1f} over {PENDULUM_SEEDS} seeds {np.round(returns, 1)}")
-    # A random policy scores about -1200; a solved pendulum about -150. Measured: see the report.
+    # A random policy scores about -1200, a solved pendulum about -150.
     assert returns.mean() > -500, returns
     assert np.all(np.asarray(alpha) < PENDULUM_CONFIG.init_alpha)  # α was tuned down from its start

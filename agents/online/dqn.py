@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxrl import envs
+from jaxrl import envs, replay
 from jaxrl.config import ConfigError, require, require_positive, require_unit_interval
 from jaxrl.trainer import Trainer
 from jaxrl.wrappers import EpisodeStatistics, episode_metrics
@@ -134,7 +134,7 @@ def make_network(config: Config, num_actions: int) -> QNetwork:
 
 
 # ----------------------------------------------------------------------------------------------
-# Replay buffer (fixed capacity, on device, circular)
+# Transitions stored in the replay buffer (jaxrl.replay: fixed capacity, on device, circular)
 # ----------------------------------------------------------------------------------------------
 class Transition(NamedTuple):
     obs: jax.Array
@@ -142,33 +142,6 @@ class Transition(NamedTuple):
     reward: jax.Array
     next_obs: jax.Array        # the true next state: info["final_observation"] (pre-reset)
     terminated: jax.Array      # 1.0 where the episode terminated (no bootstrap); truncation is 0.0
-
-
-class ReplayBuffer(NamedTuple):
-    data: Transition           # every leaf has leading axis ``capacity``
-    position: jax.Array        # next slot to write (int32 scalar)
-    size: jax.Array            # number of filled slots, <= capacity (int32 scalar)
-
-
-def buffer_init(capacity: int, example: Transition) -> ReplayBuffer:
-    """An empty buffer whose slots have the shapes and dtypes of one ``example`` transition."""
-    data = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example)
-    return ReplayBuffer(data, jnp.int32(0), jnp.int32(0))
-
-
-def buffer_add(buffer: ReplayBuffer, batch: Transition) -> ReplayBuffer:
-    """Write a batch of ``n`` transitions (leading axis n <= capacity) at the write position, wrapping."""
-    capacity = jax.tree.leaves(buffer.data)[0].shape[0]
-    n = jax.tree.leaves(batch)[0].shape[0]
-    idx = (buffer.position + jnp.arange(n)) % capacity
-    data = jax.tree.map(lambda store, x: store.at[idx].set(x.astype(store.dtype)), buffer.data, batch)
-    return ReplayBuffer(data, (buffer.position + n) % capacity, jnp.minimum(buffer.size + n, capacity))
-
-
-def buffer_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Transition:
-    """``batch_size`` transitions drawn uniformly (with replacement) from the filled slots."""
-    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
-    return jax.tree.map(lambda store: store[idx], buffer.data)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -202,7 +175,7 @@ class TrainState(NamedTuple):
     params: dict
     target_params: dict
     opt_state: optax.OptState
-    buffer: ReplayBuffer
+    buffer: replay.ReplayBuffer
     env_state: object
     obs: jax.Array
     key: jax.Array
@@ -262,7 +235,7 @@ def make_train(config: Config) -> Trainer:
         params = network.init(net_key, obs[:1])
         example = Transition(obs[0], jnp.int32(0), jnp.float32(0), obs[0], jnp.float32(0))
         nan = jnp.float32(jnp.nan)
-        return TrainState(params, params, tx.init(params), buffer_init(config.buffer_size, example),
+        return TrainState(params, params, tx.init(params), replay.init(config.buffer_size, example),
                           env_state, obs, key, nan, nan)
 
     def loss_fn(params, target_params, batch: Transition):
@@ -293,7 +266,7 @@ def make_train(config: Config) -> Trainer:
         # Bootstrap through truncation: the next state is the pre-reset observation; mask only termination.
         transition = Transition(state.obs, action.astype(jnp.int32), reward.astype(jnp.float32),
                                 info["final_observation"], terminated.astype(jnp.float32))
-        buffer = buffer_add(state.buffer, transition)
+        buffer = replay.add(state.buffer, transition)
 
         # UPDATE NETWORK: one gradient step per env-step index t > learning_starts with t % train_frequency == 0.
         # The count depends only on the (unbatched) iteration index, so under vmap it stays a real loop.
@@ -303,7 +276,7 @@ def make_train(config: Config) -> Trainer:
         def gradient_step(_, carry):
             params, opt_state, key, _, _ = carry
             key, sample_key = jax.random.split(key)
-            batch = buffer_sample(buffer, sample_key, config.batch_size)
+            batch = replay.sample(buffer, sample_key, config.batch_size)
             (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state.target_params, batch)
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, key, loss, q_mean
