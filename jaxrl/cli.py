@@ -6,7 +6,8 @@ into flags (their docstrings become the help), adds the shared flags (``--seed``
 
 1. validates every configuration before anything compiles (``make_train`` raises ``ConfigError``);
 2. trains all seeds x sweep points in one ``jit(vmap(...))`` program, sharded over local devices;
-3. prints progress from inside the compiled loop (``jax.debug.callback`` every log interval);
+3. runs the loop as equal chunks of one compiled ``lax.scan`` (cached on disk by JAX) and prints
+   progress between chunks;
 4. writes ``OUT/config.json``, ``OUT/metrics.jsonl``, ``OUT/summary.json`` atomically, saves an
    orbax checkpoint (final, and periodic with ``--checkpoint-every``), evaluates the greedy
    policy of every run with its own key, and prints a table and a one-line summary last.
@@ -210,14 +211,17 @@ def enable_compilation_cache(directory: str | None = None) -> str:
 
 
 def run_sharding(num_runs: int):
-    """A sharding of the run axis over all (global) devices, or one device if they don't divide it."""
+    """(sharding of the run axis over all global devices, replicated sharding), or one device for
+    both when the devices do not divide the runs."""
     devices = jax.devices()
     if len(devices) > 1 and num_runs % len(devices) == 0:
         mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
-        return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+        P = jax.sharding.PartitionSpec
+        return jax.sharding.NamedSharding(mesh, P("runs")), jax.sharding.NamedSharding(mesh, P())
     if len(devices) > 1:
         print(f"note: {num_runs} runs do not divide over {len(devices)} devices; using one device", file=sys.stderr)
-    return jax.sharding.SingleDeviceSharding(devices[0])
+    single = jax.sharding.SingleDeviceSharding(devices[0])
+    return single, single
 
 
 def _put(array: np.ndarray, sharding) -> jax.Array:
@@ -235,54 +239,43 @@ def _to_host(tree):
 
 
 class Progress:
-    """Receives per-run metrics from inside the compiled loop and prints one line per log step."""
+    """One console line per logged chunk: env steps, steps/s over all runs, mean ± std return, ETA."""
 
-    def __init__(self, label: str, num_runs: int, total_updates: int, steps_per_update: int, quiet: bool):
-        self.label, self.num_runs, self.total_updates = label, num_runs, total_updates
-        self.steps_per_update, self.quiet = steps_per_update, quiet
-        self.pending: dict[int, list[dict]] = {}
-        self.t_start = time.perf_counter()
-        self.first_update = 0
+    def __init__(self, label: str, total_updates: int, steps_per_update: int, num_runs: int, quiet: bool):
+        self.label, self.total_updates, self.steps_per_update = label, total_updates, steps_per_update
+        self.num_runs, self.quiet = num_runs, quiet
+        self.run_time, self.run_updates = 0.0, 0
 
-    def start(self, first_update: int) -> None:
-        self.t_start, self.first_update = time.perf_counter(), first_update
-
-    def __call__(self, update, metrics) -> None:
-        update = int(update)
-        rows = self.pending.setdefault(update, [])
-        rows.append({k: float(np.asarray(v)) for k, v in metrics.items()})
-        if len(rows) < self.num_runs // jax.process_count():
-            return
-        del self.pending[update]
+    def report(self, done: int, updates_in_chunk: int, seconds: float, returns: np.ndarray) -> None:
+        self.run_time += seconds
+        self.run_updates += updates_in_chunk
         if self.quiet or jax.process_index() != 0:
             return
-        elapsed = max(time.perf_counter() - self.t_start, 1e-9)
-        done = update + 1
-        steps = done * self.steps_per_update
-        rate = (done - self.first_update) * self.steps_per_update * self.num_runs / elapsed
-        total = self.total_updates * self.steps_per_update
-        eta = (self.total_updates - done) * elapsed / max(done - self.first_update, 1)
-        returns = np.array([r.get("episode_return", np.nan) for r in rows])
+        rate = self.run_updates * self.steps_per_update * self.num_runs / max(self.run_time, 1e-9)
+        eta = (self.total_updates - done) * self.run_time / max(self.run_updates, 1)
         finite = returns[np.isfinite(returns)]
         ret = f"return {finite.mean():9.2f} ± {finite.std():7.2f}" if finite.size else "return       n/a (no episode ended yet)"
-        print(f"[{self.label}] {steps:>11,}/{total:,} steps ({100 * done / self.total_updates:5.1f}%) | "
-              f"{rate:>10,.0f} steps/s | {ret} over {len(rows)} runs | eta {eta:6.1f}s", flush=True)
+        print(f"[{self.label}] {done * self.steps_per_update:>11,}/{self.total_updates * self.steps_per_update:,} steps "
+              f"({100 * done / self.total_updates:5.1f}%) | {rate:>10,.0f} steps/s | {ret} over {returns.size} runs "
+              f"| eta {eta:6.1f}s", flush=True)
 
 
-def with_progress(update_fn: Callable, log_every: int, last_update: int, callback: Callable) -> Callable:
-    """Wrap ``update(state, i)`` so that every ``log_every``-th iteration reports its metrics to the host.
+def chunked(update_fn: Callable, length: int, num_updates: int) -> Callable:
+    """``(state, start) -> (state, metrics)``: ``length`` iterations of ``update_fn`` from ``start`` in a scan.
 
-    ``i`` is an unbatched scan input, so under ``vmap`` this stays a real ``lax.cond`` and the
-    callback costs nothing on the other iterations.
+    Iterations at or past ``num_updates`` (the tail of the last chunk) are skipped with a ``lax.cond``
+    on the unbatched iteration index, so every chunk has the same length and one compiled program
+    serves the whole run (and resumes). Skipped iterations report NaN (or 0 for integer metrics).
     """
+    if num_updates % length == 0:
+        return lambda state, start: jax.lax.scan(update_fn, state, start + jnp.arange(length))
 
-    def update(state, i):
-        state, metrics = update_fn(state, i)
-        is_log = ((i + 1) % log_every == 0) | (i == last_update)
-        jax.lax.cond(is_log, lambda: jax.debug.callback(callback, i, metrics), lambda: None)
-        return state, metrics
+    def body(state, i):
+        shapes = jax.eval_shape(update_fn, state, i)[1]
+        blank = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan if jnp.issubdtype(s.dtype, jnp.floating) else 0, s.dtype), shapes)
+        return jax.lax.cond(i < num_updates, update_fn, lambda st, _: (st, blank), state, i)
 
-    return update
+    return lambda state, start: jax.lax.scan(body, state, start + jnp.arange(length))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -298,13 +291,6 @@ def _config_from_dict(config_cls, values: dict):
     if unknown:
         raise ConfigError(f"saved config has fields {sorted(unknown)} that {config_cls.__name__} does not know")
     return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-def _log_indices(num_updates: int, log_points: int) -> tuple[int, np.ndarray]:
-    log_every = max(1, num_updates // max(1, log_points))
-    idx = np.arange(num_updates)
-    mask = ((idx + 1) % log_every == 0) | (idx == num_updates - 1)
-    return log_every, idx[mask]
 
 
 def _sinks(out: Path, options: RunOptions, config_dict: dict):
@@ -348,12 +334,12 @@ def train_and_evaluate(
     options: RunOptions = RunOptions(),
     algorithm: str = "agent",
     *,
-    _stop_after_chunks: int | None = None,
+    _stop_after_checkpoints: int | None = None,
 ) -> dict:
     """Train ``options.num_seeds`` seeds (x the sweep grid) of ``make_train(config)`` in one program.
 
-    Returns the summary dict written to ``OUT/summary.json``. ``_stop_after_chunks`` simulates an
-    interruption after that many checkpointed chunks (used by the resume test).
+    Returns the summary dict written to ``OUT/summary.json``. ``_stop_after_checkpoints`` simulates an
+    interruption after that many periodic checkpoints (used by the resume test).
     """
     t_process = time.perf_counter()
     if options.distributed:
@@ -408,13 +394,19 @@ def train_and_evaluate(
     sinks = _sinks(out, options, config_dict) if jax.process_index() == 0 else []
 
     # 2. Build the program: init, then the update loop in chunks (one compile per chunk length).
-    sharding = run_sharding(num_runs)
+    sharding, replicated = run_sharding(num_runs)
     keys_d = _put(keys, sharding)
     hp_d = {n: _put(v, sharding) for n, v in hp.items()}
     num_updates = trainer.num_updates
-    log_every, log_idx = _log_indices(num_updates, options.log_points)
+    # The compiled program is one chunk of `length` iterations; progress, metrics and checkpoints
+    # happen between chunks, on the host. (A jax.debug.callback inside the loop would make the
+    # executable uncacheable: JAX does not persist programs with host callbacks.)
+    length = -(-num_updates // max(1, options.log_points))
+    ckpt_every = max(1, round(options.checkpoint_every / trainer.env_steps_per_update)) if options.checkpoint_every > 0 else 0
+    if ckpt_every:
+        length = min(length, ckpt_every)
     label = f"{algorithm} {env_id}"
-    progress = Progress(label, num_runs, num_updates, trainer.env_steps_per_update, options.quiet)
+    progress = Progress(label, num_updates, trainer.env_steps_per_update, num_runs, options.quiet)
 
     def trainer_for(point):
         return make_train(dataclasses.replace(config, **point))
@@ -422,18 +414,15 @@ def train_and_evaluate(
     def init_one(key, point):
         return trainer_for(point).init(key)
 
-    def chunk_one(state, point, start, length):
-        t = trainer_for(point)
-        update = with_progress(t.update, log_every, num_updates - 1, progress)
-        return jax.lax.scan(update, state, start + jnp.arange(length))
+    def chunk_one(state, point, start):
+        return chunked(trainer_for(point).update, length, num_updates)(state, start)
 
-    init_all = jax.jit(jax.vmap(init_one))
-    chunk_all = jax.jit(jax.vmap(chunk_one, in_axes=(0, 0, None, None)), static_argnums=3, donate_argnums=0)
+    # Every leaf of the state and metrics has the run axis first: pin it to the run sharding so
+    # that chunk after chunk the program sees exactly the layout it was compiled for.
+    init_all = jax.jit(jax.vmap(init_one), out_shardings=sharding)
+    chunk_all = jax.jit(jax.vmap(chunk_one, in_axes=(0, 0, None)), in_shardings=(sharding, sharding, replicated),
+                        out_shardings=sharding, donate_argnums=0)
 
-    if options.checkpoint_every > 0:
-        chunk = max(1, round(options.checkpoint_every / trainer.env_steps_per_update))
-    else:
-        chunk = num_updates
     start = 0
     rows: list[dict] = []
     if resume_meta is not None:
@@ -451,33 +440,33 @@ def train_and_evaluate(
               f"{len(devices)} {devices[0].platform} device(s); {num_updates} iterations x "
               f"{trainer.env_steps_per_update} env steps; out: {out}", flush=True)
 
-    compile_time = 0.0
+    t0 = time.perf_counter()
+    step_chunk = chunk_all.lower(state, hp_d, start).compile()
+    compile_time = time.perf_counter() - t0
+    if not options.quiet and jax.process_index() == 0:
+        print(f"[{label}] compiled the training loop ({length} iterations per chunk) in {compile_time:.1f}s", flush=True)
     train_time = 0.0
-    compiled: dict[int, Any] = {}
-    chunks_done = 0
+    checkpoints_saved = 0
     while start < num_updates:
-        length = min(chunk, num_updates - start)
-        if length not in compiled:
-            t0 = time.perf_counter()
-            compiled[length] = chunk_all.lower(state, hp_d, start, length).compile()
-            compile_time += time.perf_counter() - t0
-            if not options.quiet and jax.process_index() == 0:
-                print(f"[{label}] compiled the training loop in {time.perf_counter() - t0:.1f}s", flush=True)
-        progress.start(start)
         t0 = time.perf_counter()
-        state, metrics = compiled[length](state, hp_d, start)
+        state, metrics = step_chunk(state, hp_d, start)
         metrics = _to_host(metrics)
-        train_time += time.perf_counter() - t0
-        new_rows = _rows(metrics, runs, grid, start, length, log_idx, trainer.env_steps_per_update)
+        seconds = time.perf_counter() - t0
+        train_time += seconds
+        end = min(start + length, num_updates)
+        new_rows = _rows(metrics, runs, grid, end - 1, start, trainer.env_steps_per_update)
         rows.extend(new_rows)
-        start += length
+        progress.report(end, end - start, seconds, np.array([r.get("episode_return", np.nan) for r in new_rows], float))
         if jax.process_index() == 0:
             write_jsonl_atomic(out / "metrics.jsonl", rows)
             for sink in sinks:
                 sink(new_rows)
-        ckpt.save(out, start, state, {**run_meta, "update": start})
-        chunks_done += 1
-        if _stop_after_chunks is not None and chunks_done >= _stop_after_chunks and start < num_updates:
+        crossed = ckpt_every and (end // ckpt_every > start // ckpt_every)
+        start = end
+        if crossed or start == num_updates:
+            ckpt.save(out, start, state, {**run_meta, "update": start})
+            checkpoints_saved += 1
+        if _stop_after_checkpoints is not None and checkpoints_saved >= _stop_after_checkpoints and start < num_updates:
             return {"interrupted_at": start}
 
     # 3. Evaluate every run's greedy policy with its own key.
@@ -555,14 +544,13 @@ def load_run(out: str | os.PathLike, config_cls, make_train: Callable[[Any], Tra
     return LoadedRun(config, make_train(config), state, table, int(meta["update"]))
 
 
-def _rows(metrics, runs, grid, start, length, log_idx, steps_per_update) -> list[dict]:
-    """metrics.jsonl rows for the logged iterations of this chunk: one per (iteration, run)."""
+def _rows(metrics, runs, grid, update, chunk_start, steps_per_update) -> list[dict]:
+    """metrics.jsonl rows for iteration ``update`` of this chunk: one per run."""
     rows = []
-    for i in log_idx[(log_idx >= start) & (log_idx < start + length)]:
-        for r, (g, seed) in enumerate(runs):
-            row = {"run": r, "seed": seed, "sweep": grid[g], "update": int(i), "env_steps": int((i + 1) * steps_per_update)}
-            row.update({k: float(v[r, i - start]) for k, v in metrics.items()})
-            rows.append(row)
+    for r, (g, seed) in enumerate(runs):
+        row = {"run": r, "seed": seed, "sweep": grid[g], "update": int(update), "env_steps": int((update + 1) * steps_per_update)}
+        row.update({k: float(v[r, update - chunk_start]) for k, v in metrics.items()})
+        rows.append(row)
     return rows
 
 

@@ -26,11 +26,11 @@ def tiny_config(**overrides):
     return ppo.Config(**{**TINY, **overrides})
 
 
-def run(out, config=None, _stop_after_chunks=None, **options):
+def run(out, config=None, _stop_after_checkpoints=None, **options):
     options = {"num_seeds": 2, **options}
     opts = RunOptions(out=str(out), eval_episodes=4, log_points=8, quiet=True, **options)
     return train_and_evaluate(config or tiny_config(), ppo.make_train, opts, algorithm="ppo",
-                              _stop_after_chunks=_stop_after_chunks)
+                              _stop_after_checkpoints=_stop_after_checkpoints)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_results_contract(finished_run):
 def test_resume_gives_the_uninterrupted_result(tmp_path, finished_run):
     full_out, full = finished_run
     out = tmp_path / "interrupted"
-    partial = run(out, checkpoint_every=1024, _stop_after_chunks=2)
+    partial = run(out, checkpoint_every=1024, _stop_after_checkpoints=2)
     assert partial == {"interrupted_at": 16}
     assert not (out / "summary.json").exists()
     resumed = train_and_evaluate(tiny_config(), ppo.make_train, RunOptions(resume=str(out), quiet=True), algorithm="ppo")
@@ -199,3 +199,9 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path, finished_run):
     sharded = json.loads(proc.stdout.strip().splitlines()[-1])
     single = run(tmp_path / "single", num_seeds=4)
     np.testing.assert_allclose(sharded, [r["eval_return"] for r in single["runs"]], rtol=1e-5)
+
+
+def test_training_loop_lands_in_the_persistent_compilation_cache(finished_run):
+    """The compiled chunk has no host callback, so JAX persists it and a second process skips XLA."""
+    cache = Path(os.environ["JAXRL_CACHE_DIR"])
+    assert any(p.name.startswith("jit_chunk_one") for p in cache.iterdir()), sorted(p.name[:30] for p in cache.iterdir())
