@@ -77,6 +77,8 @@ class RunOptions:
     """Call jax.distributed.initialize() first and shard runs over every host's devices."""
     quiet: bool = False
     """Print only the final summary."""
+    plot: bool = True
+    """Draw the learning curves to OUT/curves.png at the end."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -486,6 +488,8 @@ def train_and_evaluate(
     )
     if jax.process_index() == 0:
         write_json_atomic(out / "summary.json", summary)
+        if options.plot:
+            _plot(out)
         _print_summary(summary, grid)
     return summary
 
@@ -593,6 +597,16 @@ def _summary(algorithm, env_id, config_dict, options, grid, runs, results, rows,
         "config": config_dict,
     }
     return summary
+
+
+def _plot(out: Path) -> None:
+    """OUT/curves.png; a plotting problem is reported, never allowed to lose a finished run."""
+    try:
+        from jaxrl.plotting import plot_runs
+
+        plot_runs([out], out=out / "curves.png")
+    except Exception as err:  # noqa: BLE001 - the results are already written
+        print(f"warning: could not draw {out / 'curves.png'}: {err}", file=sys.stderr)
 
 
 def _print_summary(summary: dict, grid) -> None:

@@ -1,247 +1,25 @@
 #!/usr/bin/env python
-"""Plot learning curves (mean over seeds with a 95% bootstrap CI band).
+"""Plot learning curves (mean over seeds with a 95% bootstrap CI band) from run folders.
 
-Usage::
+    python scripts/plot.py RUN_DIR [RUN_DIR ...] [--metric episode_return] [--x env_steps]
+        [--out FILE.png] [--title TITLE]
 
-    python scripts/plot.py RUN_DIR [RUN_DIR ...] [--metric episode_return]
-        [--x env_steps] [--out FILE.png] [--title TITLE]
-
-Each RUN_DIR holds ``config.json`` (a JSON object with at least "algorithm"
-and "env") and ``metrics.jsonl`` with one JSON object per (logging step, run)::
-
-    {"run": 0, "seed": 0, "sweep": {"lr": 0.001}, "update": 10,
-     "env_steps": 5120, "episode_return": 21.3, "loss": 0.5}
-
-One curve is drawn per (RUN_DIR, distinct "sweep" dict); the runs of a sweep
-point are treated as seeds. Runs that logged at different x values are
-linearly interpolated onto the union of their x values; at each x only the
-runs whose logged range covers it contribute (no extrapolation).
-
-The same logic is importable: ``from scripts.plot import plot_runs``.
+The logic lives in ``jaxrl.plotting.plot_runs`` (importable; also re-exported here).
 """
-
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
 import sys
-import tempfile
-from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
-import numpy as np
+from typing import Sequence
 
 try:
-    from jaxrl import stats
-except ImportError:  # running as a plain script from a checkout
+    from jaxrl.plotting import PlotError, plot_runs
+except ImportError:  # running as a plain script from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from jaxrl import stats
+    from jaxrl.plotting import PlotError, plot_runs
 
 __all__ = ["plot_runs", "main"]
-
-# Bookkeeping keys of a metrics line that are not plottable metrics.
-_NON_METRIC_KEYS = {"run", "seed", "sweep"}
-
-
-@dataclass
-class _Curve:
-    run_dir: Path
-    config: dict[str, Any]
-    sweep: dict[str, Any]
-    # run id -> list of (x, y)
-    runs: dict[Any, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _format_value(v: Any) -> str:
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, sort_keys=True, separators=(",", ":"))
-    return str(v)
-
-
-def _read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.json"
-    if not path.is_file():
-        print(f"warning: {path} not found; labelling curves by folder name", file=sys.stderr)
-        return {}
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"error: {path} is not valid JSON: {e}") from None
-    if not isinstance(config, dict):
-        raise SystemExit(f"error: {path} must contain a JSON object")
-    return config
-
-
-def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        raise SystemExit(f"error: no metrics.jsonl in run folder {run_dir}")
-    rows = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SystemExit(f"error: {path}:{lineno}: invalid JSON: {e}") from None
-            if not isinstance(row, dict):
-                raise SystemExit(f"error: {path}:{lineno}: expected a JSON object")
-            rows.append(row)
-    if not rows:
-        raise SystemExit(f"error: {path} is empty")
-    return rows
-
-
-def _load_curves(run_dirs: Sequence[Path], metric: str, x: str) -> list[_Curve]:
-    curves: list[_Curve] = []
-    available: set[str] = set()
-    for run_dir in run_dirs:
-        if not run_dir.is_dir():
-            raise SystemExit(f"error: run folder not found: {run_dir}")
-        config = _read_config(run_dir)
-        by_sweep: dict[str, _Curve] = {}
-        for row in _read_metrics(run_dir):
-            available.update(k for k, v in row.items()
-                             if k not in _NON_METRIC_KEYS and _is_number(v))
-            xv, yv = row.get(x), row.get(metric)
-            if not (_is_number(xv) and _is_number(yv)):
-                continue
-            if not (math.isfinite(xv) and math.isfinite(yv)):
-                continue
-            sweep = row.get("sweep") or {}
-            if not isinstance(sweep, dict):
-                sweep = {"sweep": sweep}
-            key = json.dumps(sweep, sort_keys=True)
-            curve = by_sweep.get(key)
-            if curve is None:
-                curve = by_sweep[key] = _Curve(run_dir, config, sweep)
-            curve.runs[(row.get("run"), row.get("seed"))].append((float(xv), float(yv)))
-        curves.extend(by_sweep.values())  # first-appearance order
-
-    def known() -> str:
-        return ", ".join(sorted(available)) or "(none)"
-
-    if metric not in available:
-        raise SystemExit(f"error: unknown metric {metric!r}; available metrics: {known()}")
-    if x not in available:
-        raise SystemExit(f"error: unknown x key {x!r}; available keys: {known()}")
-    if not curves:
-        raise SystemExit(f"error: no line has finite values for both {x!r} and {metric!r}")
-    return curves
-
-
-def _label(curve: _Curve) -> str:
-    algo = curve.config.get("algorithm")
-    env = curve.config.get("env")
-    parts = [str(p) for p in (algo, env) if p is not None] or [curve.run_dir.name]
-    parts += [f"{k}={_format_value(v)}" for k, v in sorted(curve.sweep.items())]
-    return " ".join(parts)
-
-
-def _aggregate(runs: Iterable[list[tuple[float, float]]]):
-    """Mean and 95% bootstrap CI over runs on the union of their x values."""
-    series = []
-    for points in runs:
-        pts = np.asarray(sorted(points), dtype=np.float64)
-        # If a run logged the same x twice, keep the last value.
-        xs, last = np.unique(pts[::-1, 0], return_index=True)
-        series.append((xs, pts[::-1, 1][last]))
-    grid = np.unique(np.concatenate([xs for xs, _ in series]))
-    mean, lo, hi = (np.empty_like(grid) for _ in range(3))
-    for i, gx in enumerate(grid):
-        vals = np.array([np.interp(gx, xs, ys) for xs, ys in series
-                         if xs[0] <= gx <= xs[-1]])
-        mean[i] = vals.mean()
-        lo[i], hi[i] = stats.bootstrap_ci(vals, np.mean, seed=i)
-    return grid, mean, lo, hi
-
-
-def _default_out(run_dirs: Sequence[Path]) -> Path:
-    if len(run_dirs) == 1:
-        return run_dirs[0] / "curves.png"
-    return Path.cwd() / "curves.png"
-
-
-def _save_atomically(fig, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=120)
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def plot_runs(
-    run_dirs: Sequence[str | os.PathLike],
-    metric: str = "episode_return",
-    x: str = "env_steps",
-    out: str | os.PathLike | None = None,
-    title: str | None = None,
-) -> Path:
-    """Draw learning curves for ``run_dirs`` into a PNG file and return its path.
-
-    Args:
-      run_dirs: Run folders, each with ``config.json`` and ``metrics.jsonl``.
-      metric: Metric key to plot on the y axis.
-      x: Key to use for the x axis (e.g. "env_steps" or "update").
-      out: Output PNG path. Default: ``RUN_DIR/curves.png`` for a single
-        folder, otherwise ``curves.png`` in the current directory.
-      title: Figure title (default: "<metric> vs <x>").
-
-    Returns:
-      The path of the written PNG (written atomically).
-
-    Raises:
-      SystemExit: with a message for a missing folder / metrics.jsonl or an
-        unknown metric or x key.
-    """
-    # Object-oriented API with the Agg canvas: no pyplot global state, and it
-    # works without a display whatever backend the caller configured.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    dirs = [Path(d) for d in run_dirs]
-    if not dirs:
-        raise SystemExit("error: no run folders given")
-    curves = _load_curves(dirs, metric, x)
-    labels = [_label(c) for c in curves]
-    if len(set(labels)) < len(labels):  # same algo/env/sweep in two folders
-        labels = [f"{lab} [{c.run_dir.name}]" for lab, c in zip(labels, curves)]
-
-    fig = Figure(figsize=(8, 5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for curve, label in zip(curves, labels):
-        xs, mean, lo, hi = _aggregate(curve.runs.values())
-        n = len(curve.runs)
-        (line,) = ax.plot(xs, mean, label=f"{label} (n={n})", lw=1.8)
-        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
-    ax.set_xlabel(x)
-    ax.set_ylabel(metric)
-    ax.set_title(title if title is not None else f"{metric} vs {x} (mean, 95% bootstrap CI over seeds)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-
-    out_path = Path(out) if out is not None else _default_out(dirs)
-    _save_atomically(fig, out_path)
-    return out_path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -259,7 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "else ./curves.png)")
     parser.add_argument("--title", default=None, help="figure title")
     args = parser.parse_args(argv)
-    path = plot_runs(args.run_dirs, metric=args.metric, x=args.x, out=args.out, title=args.title)
+    try:
+        path = plot_runs(args.run_dirs, metric=args.metric, x=args.x, out=args.out, title=args.title)
+    except PlotError as err:
+        raise SystemExit(f"error: {err}") from None
     print(path)
     return 0
 

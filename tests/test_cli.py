@@ -58,6 +58,7 @@ def test_results_contract(finished_run):
     # periodic checkpoints every 8 iterations (1024 steps / 128 per iteration) and the final one
     assert sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == [8, 16, 24, 32]
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert (out / "curves.png").stat().st_size > 1000
 
 
 def test_resume_gives_the_uninterrupted_result(tmp_path, finished_run):

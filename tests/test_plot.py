@@ -1,4 +1,4 @@
-"""Tests for scripts/plot.py using small fake run folders."""
+"""Tests for jaxrl.plotting and scripts/plot.py using small fake run folders."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jaxrl.plotting import PlotError  # noqa: E402
 from scripts.plot import main, plot_runs  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -73,7 +74,7 @@ def test_main_prints_path(two_runs, tmp_path, capsys):
 
 
 def test_unknown_metric_lists_available(two_runs, tmp_path):
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(PlotError) as exc:
         plot_runs(list(two_runs), "no_such_metric", "env_steps", tmp_path / "x.png")
     msg = str(exc.value)
     assert "no_such_metric" in msg
@@ -83,8 +84,10 @@ def test_unknown_metric_lists_available(two_runs, tmp_path):
 
 
 def test_missing_folder_and_metrics(tmp_path):
-    with pytest.raises(SystemExit, match="not found"):
+    with pytest.raises(PlotError, match="not found"):
         plot_runs([tmp_path / "nope"], out=tmp_path / "x.png")
+    with pytest.raises(SystemExit, match="error: run folder not found"):
+        main([str(tmp_path / "nope")])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="metrics.jsonl"):
+    with pytest.raises(PlotError, match="metrics.jsonl"):
         plot_runs([tmp_path / "empty"], out=tmp_path / "x.png")
