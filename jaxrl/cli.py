@@ -363,13 +363,14 @@ def train_and_evaluate(
     env_id = getattr(config, "env", "?")
     if options.num_seeds < 1:
         raise ConfigError(f"--num-seeds must be >= 1, got {options.num_seeds}")
+    if options.log_points < 1:
+        raise ConfigError(f"--log-points must be >= 1, got {options.log_points}")
     if options.eval_episodes < 1:
         raise ConfigError(f"--eval-episodes must be >= 1, got {options.eval_episodes}")
     grid = parse_sweep(config, options.sweep)
 
     # 1. Validate every configuration with concrete values before compiling anything.
-    trainers = [make_train(dataclasses.replace(config, **point)) for point in grid]
-    trainer = trainers[0]
+    trainer, *_ = [make_train(dataclasses.replace(config, **point)) for point in grid]
     if trainer.num_updates < 1:
         raise ConfigError(f"the budget gives {trainer.num_updates} iterations; raise --total-timesteps")
 
@@ -383,6 +384,7 @@ def train_and_evaluate(
     config_dict = dataclasses.asdict(config)
     run_meta = {"algorithm": algorithm, "env": env_id, "num_runs": num_runs, "config": json.dumps(config_dict, sort_keys=True)}
 
+    sinks = _sinks(out, options, config_dict) if jax.process_index() == 0 else []
     if jax.process_index() == 0 and not options.resume:
         if (out / "summary.json").exists() or ckpt.latest_step(out) is not None:
             raise ConfigError(f"{out} already holds a run; pass --resume {out} to continue it or choose another --out")
@@ -393,9 +395,8 @@ def train_and_evaluate(
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
             "jax_version": jax.__version__,
         })
-    sinks = _sinks(out, options, config_dict) if jax.process_index() == 0 else []
 
-    # 2. Build the program: init, then the update loop in chunks (one compile per chunk length).
+    # 2. Build the program: init, then the update loop as equal chunks of one compiled scan.
     sharding, replicated = run_sharding(num_runs)
     keys_d = _put(keys, sharding)
     hp_d = {n: _put(v, sharding) for n, v in hp.items()}

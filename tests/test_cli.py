@@ -206,3 +206,20 @@ def test_training_loop_lands_in_the_persistent_compilation_cache(finished_run):
     """The compiled chunk has no host callback, so JAX persists it and a second process skips XLA."""
     cache = Path(os.environ["JAXRL_CACHE_DIR"])
     assert any(p.name.startswith("jit_chunk_one") for p in cache.iterdir()), sorted(p.name[:30] for p in cache.iterdir())
+
+
+def test_optional_logging_backend_missing_is_a_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name in ("tensorboardX", "torch.utils.tensorboard", "wandb"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(ConfigError, match="tensorboardX"):
+        run(tmp_path / "tb", tensorboard=True)
+    with pytest.raises(ConfigError, match="wandb"):
+        run(tmp_path / "wb", wandb_project="p")
