@@ -42,7 +42,7 @@ import numpy as np
 from jaxrl import checkpoint as ckpt
 from jaxrl import stats
 from jaxrl.config import ConfigError
-from jaxrl.evaluation import evaluate
+from jaxrl.evaluation import evaluate_trainer
 from jaxrl.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from jaxrl.trainer import Trainer
 
@@ -476,7 +476,7 @@ def train_and_evaluate(
     def eval_one(state, point, key):
         t = trainer_for(point)
         eval_key = jax.random.fold_in(key, 0x5EED)
-        return evaluate(t.env, t.env_params, lambda obs, k: t.act(state, obs, k), eval_key, options.eval_episodes)
+        return evaluate_trainer(t, state, eval_key, options.eval_episodes)
 
     t0 = time.perf_counter()
     results = _to_host(jax.jit(jax.vmap(eval_one))(state, hp_d, keys_d))

@@ -54,3 +54,12 @@ def evaluate(
     }
     (_, _, finished, result), _ = jax.lax.scan(body, (obs, state, finished, result), jax.random.split(run_key, max_steps))
     return result
+
+
+def evaluate_trainer(trainer, state, key: jax.Array, num_episodes: int) -> dict[str, jax.Array]:
+    """``evaluate`` the greedy policy of one run's train ``state`` in the trainer's own env.
+
+    Vmap it over a batch of states and keys to evaluate many seeds in one program:
+    ``jax.vmap(lambda s, k: evaluate_trainer(trainer, s, k, 16))(states, keys)``.
+    """
+    return evaluate(trainer.env, trainer.env_params, lambda obs, k: trainer.act(state, obs, k), key, num_episodes)

@@ -1,6 +1,7 @@
 """Atomic file writes: a reader never sees a half-written result file."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -9,14 +10,18 @@ from pathlib import Path
 from typing import Any
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+@contextlib.contextmanager
+def open_atomic(path: str | os.PathLike, mode: str = "w"):
+    """Open a temporary file beside ``path``; on success it is fsynced and renamed onto ``path``.
+
+    On any error the temporary file is removed and ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -24,7 +29,20 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
+    with open_atomic(path) as f:
+        f.write(text)
+    return Path(path)
+
+
+def save_figure_atomic(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as PNG atomically."""
+    with open_atomic(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi)
+    return Path(path)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from jaxrl import stats
+from jaxrl.io import save_figure_atomic
 
 __all__ = ["plot_runs", "PlotError"]
 
@@ -166,21 +166,6 @@ def _default_out(run_dirs: Sequence[Path]) -> Path:
     return Path.cwd() / "curves.png"
 
 
-def _save_atomically(fig, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=120)
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def plot_runs(
     run_dirs: Sequence[str | os.PathLike],
     metric: str = "episode_return",
@@ -234,5 +219,5 @@ def plot_runs(
     fig.tight_layout()
 
     out_path = Path(out) if out is not None else _default_out(dirs)
-    _save_atomically(fig, out_path)
+    save_figure_atomic(fig, out_path)
     return out_path

@@ -11,7 +11,7 @@ import pytest
 
 from agents.online import dqn
 from jaxrl.config import ConfigError
-from jaxrl.evaluation import evaluate
+from jaxrl.evaluation import evaluate_trainer
 
 SEEDS = 3
 GAMMA = 0.9
@@ -177,8 +177,7 @@ def test_cartpole_learns():
 
     def train_and_eval(key):
         state, _ = trainer(key)
-        result = evaluate(trainer.env, trainer.env_params, lambda obs, k: trainer.act(state, obs, k),
-                          jax.random.fold_in(key, 1), num_episodes=16)
+        result = evaluate_trainer(trainer, state, jax.random.fold_in(key, 1), num_episodes=16)
         return result["return"].mean()
 
     returns = np.asarray(jax.jit(jax.vmap(train_and_eval))(seed_keys(CARTPOLE_SEEDS)))

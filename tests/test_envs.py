@@ -102,3 +102,18 @@ def test_normalize_observation_vector_env():
     obs, state, r, term, trunc, info = venv.step(jax.random.PRNGKey(1), state, jnp.zeros(8, jnp.int32), params)
     assert obs.shape == (8, 4) and info["final_observation"].shape == (8, 4)
     assert float(state.stats.count) > 15
+
+
+def test_evaluate_counts_each_episode_once():
+    from jaxrl.evaluation import evaluate
+
+    env, params = envs.make("Probe-Constant", max_steps_in_episode=7)
+    result = jax.jit(lambda k: evaluate(env, params, lambda obs, _: jnp.zeros(obs.shape[0], jnp.int32), k, 5, max_steps=20))(
+        jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(result["return"], [7.0] * 5)  # not 20 (later auto-reset episodes are ignored)
+    np.testing.assert_array_equal(result["length"], [7] * 5)
+    env, params = envs.make("Probe-ObsAction")
+    good = evaluate(env, params, lambda obs, _: (obs[:, 0] > 0).astype(jnp.int32), jax.random.PRNGKey(1), 8)
+    bad = evaluate(env, params, lambda obs, _: (obs[:, 0] < 0).astype(jnp.int32), jax.random.PRNGKey(1), 8)
+    np.testing.assert_array_equal(good["return"], [1.0] * 8)
+    np.testing.assert_array_equal(bad["return"], [0.0] * 8)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from agents.online import ppo
-from jaxrl.evaluation import evaluate
+from jaxrl.evaluation import evaluate_trainer
 
 
 def _traj(rewards, values, next_values, terminated, truncated):
@@ -97,8 +97,7 @@ def test_ppo_learns_cartpole():
     config = ppo.Config(total_timesteps=150_000)
     trainer, state = _train(config, seeds=4)
     keys = jnp.stack([jax.random.PRNGKey(100 + s) for s in range(4)])
-    result = jax.jit(jax.vmap(lambda s, k: evaluate(trainer.env, trainer.env_params,
-                                                    lambda o, kk: trainer.act(s, o, kk), k, 8)))(state, keys)
+    result = jax.jit(jax.vmap(lambda s, k: evaluate_trainer(trainer, s, k, 8)))(state, keys)
     mean_return = float(np.mean(result["return"]))
     print(f"PPO CartPole-v1 1.5e5 steps, 4 seeds: greedy return {mean_return:.1f} "
           f"(per seed {np.asarray(result['return']).mean(1).round(1).tolist()})")

@@ -10,7 +10,7 @@ import pytest
 
 from agents.online import pqn
 from jaxrl.config import ConfigError
-from jaxrl.evaluation import evaluate
+from jaxrl.evaluation import evaluate_trainer
 
 NUM_SEEDS = 4
 
@@ -189,8 +189,7 @@ def test_learns_cartpole():
 
     def train_and_eval(key):
         state, metrics = trainer(key)
-        result = evaluate(trainer.env, trainer.env_params, lambda obs, k: trainer.act(state, obs, k),
-                          jax.random.fold_in(key, 1), 16)
+        result = evaluate_trainer(trainer, state, jax.random.fold_in(key, 1), 16)
         return result["return"].mean(), metrics["td_loss"]
 
     eval_return, td_loss = jax.jit(jax.vmap(train_and_eval))(seed_keys())

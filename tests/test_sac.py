@@ -15,7 +15,7 @@ from gymnax.environments import environment
 from agents.online import sac
 from jaxrl import envs
 from jaxrl.config import ConfigError
-from jaxrl.evaluation import evaluate
+from jaxrl.evaluation import evaluate_trainer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,8 +220,7 @@ def test_pendulum_learns_well_above_random():
 
     def run(key):
         state, metrics = trainer(key)
-        result = evaluate(trainer.env, trainer.env_params, lambda obs, k: trainer.act(state, obs, k),
-                          jax.random.fold_in(key, 1), num_episodes=16)
+        result = evaluate_trainer(trainer, state, jax.random.fold_in(key, 1), num_episodes=16)
         return result["return"].mean(), metrics["alpha"][-1]
 
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(PENDULUM_SEEDS)])
