@@ -422,7 +422,10 @@ def train_and_evaluate(
 
     # Every leaf of the state and metrics has the run axis first: pin it to the run sharding so
     # that chunk after chunk the program sees exactly the layout it was compiled for.
-    init_all = jax.jit(jax.vmap(init_one), out_shardings=sharding)
+    # Seeds are initialized one after another (lax.map), not vmapped: jaxlib's batched CPU QR, which
+    # a vmapped orthogonal initializer of wide layers calls, can deadlock on a 2-core machine
+    # (seen with 4 seeds x 256 units on MinAtar). Initialization is cheap; training stays vmapped.
+    init_all = jax.jit(lambda keys, hp: jax.lax.map(lambda args: init_one(*args), (keys, hp)), out_shardings=sharding)
     chunk_all = jax.jit(jax.vmap(chunk_one, in_axes=(0, 0, None)), in_shardings=(sharding, sharding, replicated),
                         out_shardings=sharding, donate_argnums=0)
 
