@@ -46,7 +46,7 @@ import optax
 from jaxrl import envs, replay
 from jaxrl.config import ConfigError, require, require_positive, require_unit_interval
 from jaxrl.trainer import Trainer
-from jaxrl.wrappers import EpisodeStatistics, episode_metrics
+from jaxrl.wrappers import EpisodeStatistics, VectorEnv, episode_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,16 +222,11 @@ def make_train(config: Config) -> Trainer:
     num_envs, period = config.num_envs, config.train_frequency
     exploration_steps = config.exploration_fraction * config.total_timesteps
 
-    def reset_envs(key):
-        return jax.vmap(wrapped.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
-
-    def step_envs(key, env_state, action):
-        keys = jax.random.split(key, num_envs)
-        return jax.vmap(wrapped.step, in_axes=(0, 0, 0, None))(keys, env_state, action, env_params)
+    vec_env = VectorEnv(wrapped, num_envs)
 
     def init(key) -> TrainState:
         key, net_key, env_key = jax.random.split(key, 3)
-        obs, env_state = reset_envs(env_key)
+        obs, env_state = vec_env.reset(env_key, env_params)
         params = network.init(net_key, obs[:1])
         example = Transition(obs[0], jnp.int32(0), jnp.float32(0), obs[0], jnp.float32(0))
         nan = jnp.float32(jnp.nan)
@@ -262,7 +257,7 @@ def make_train(config: Config) -> Trainer:
         random_action = jax.random.randint(random_key, (num_envs,), 0, num_actions)
         explore = jax.random.uniform(explore_key, (num_envs,)) < epsilon
         action = jnp.where(explore, random_action, greedy)
-        next_obs, env_state, reward, terminated, truncated, info = step_envs(step_key, state.env_state, action)
+        next_obs, env_state, reward, terminated, truncated, info = vec_env.step(step_key, state.env_state, action, env_params)
         # Bootstrap through truncation: the next state is the pre-reset observation; mask only termination.
         transition = Transition(state.obs, action.astype(jnp.int32), reward.astype(jnp.float32),
                                 info["final_observation"], terminated.astype(jnp.float32))

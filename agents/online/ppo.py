@@ -26,7 +26,7 @@ from flax.linen.initializers import constant, orthogonal
 from jaxrl import envs
 from jaxrl.config import require, require_divides, require_positive, require_unit_interval
 from jaxrl.trainer import Trainer
-from jaxrl.wrappers import ClipAction, EpisodeStatistics, FlattenObservation, episode_metrics
+from jaxrl.wrappers import ClipAction, EpisodeStatistics, FlattenObservation, VectorEnv, episode_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,17 +203,12 @@ def make_train(config: Config, network: nn.Module | None = None) -> Trainer:
 
     tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr_schedule, eps=1e-5))
 
-    def reset_envs(key):
-        return jax.vmap(wrapped.reset, in_axes=(0, None))(jax.random.split(key, config.num_envs), env_params)
-
-    def step_envs(key, env_state, action):
-        keys = jax.random.split(key, config.num_envs)
-        return jax.vmap(wrapped.step, in_axes=(0, 0, 0, None))(keys, env_state, action, env_params)
+    vec_env = VectorEnv(wrapped, config.num_envs)
 
     def init(key) -> TrainState:
         key, net_key, env_key = jax.random.split(key, 3)
         params = network.init(net_key, jnp.zeros(obs_shape))
-        obs, env_state = reset_envs(env_key)
+        obs, env_state = vec_env.reset(env_key, env_params)
         return TrainState(params, tx.init(params), env_state, obs, key)
 
     def loss_fn(params, batch: Transition, advantages, targets):
@@ -240,7 +235,7 @@ def make_train(config: Config, network: nn.Module | None = None) -> Trainer:
             actor_out, log_std, value = network.apply(params, obs)
             action = sample_action(act_key, actor_out, log_std, discrete)
             log_prob, _ = log_prob_and_entropy(actor_out, log_std, action, discrete)
-            next_obs, env_state, reward, terminated, truncated, info = step_envs(step_key, env_state, action)
+            next_obs, env_state, reward, terminated, truncated, info = vec_env.step(step_key, env_state, action, env_params)
             done = jnp.logical_or(terminated, truncated)
             transition = (obs, action, log_prob, value, reward, terminated.astype(jnp.float32),
                           done.astype(jnp.float32), info["final_observation"])

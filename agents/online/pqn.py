@@ -38,7 +38,7 @@ import optax
 from jaxrl import envs
 from jaxrl.config import require, require_divides, require_positive, require_unit_interval
 from jaxrl.trainer import Trainer
-from jaxrl.wrappers import EpisodeStatistics, FlattenObservation, episode_metrics
+from jaxrl.wrappers import EpisodeStatistics, FlattenObservation, VectorEnv, episode_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,17 +213,12 @@ def make_train(config: Config) -> Trainer:
     optimizer = optax.radam if config.optimizer == "radam" else optax.adam
     tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optimizer(lr_schedule))
 
-    def reset_envs(key):
-        return jax.vmap(wrapped.reset, in_axes=(0, None))(jax.random.split(key, config.num_envs), env_params)
-
-    def step_envs(key, env_state, action):
-        keys = jax.random.split(key, config.num_envs)
-        return jax.vmap(wrapped.step, in_axes=(0, 0, 0, None))(keys, env_state, action, env_params)
+    vec_env = VectorEnv(wrapped, config.num_envs)
 
     def init(key) -> TrainState:
         key, net_key, env_key = jax.random.split(key, 3)
         params = network.init(net_key, jnp.zeros((1, obs_dim)))
-        obs, env_state = reset_envs(env_key)
+        obs, env_state = vec_env.reset(env_key, env_params)
         return TrainState(params, tx.init(params), env_state, obs, key)
 
     def loss_fn(params, batch: Transition, targets):
@@ -241,7 +236,7 @@ def make_train(config: Config) -> Trainer:
             env_state, obs, key = carry
             key, act_key, step_key = jax.random.split(key, 3)
             action = epsilon_greedy(act_key, network.apply(state.params, obs), epsilon)
-            next_obs, env_state, reward, terminated, truncated, info = step_envs(step_key, env_state, action)
+            next_obs, env_state, reward, terminated, truncated, info = vec_env.step(step_key, env_state, action, env_params)
             done = jnp.logical_or(terminated, truncated)
             transition = Transition(obs, action, config.reward_scale * reward, terminated.astype(jnp.float32),
                                     done.astype(jnp.float32), info["final_observation"])
