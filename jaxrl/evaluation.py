@@ -62,4 +62,6 @@ def evaluate_trainer(trainer, state, key: jax.Array, num_episodes: int) -> dict[
     Vmap it over a batch of states and keys to evaluate many seeds in one program:
     ``jax.vmap(lambda s, k: evaluate_trainer(trainer, s, k, 16))(states, keys)``.
     """
+    if trainer.evaluate is not None:
+        return trainer.evaluate(state, key, num_episodes)
     return evaluate(trainer.env, trainer.env_params, lambda obs, k: trainer.act(state, obs, k), key, num_episodes)
