@@ -451,7 +451,9 @@ def train_and_evaluate(
     chunk_all = jax.jit(jax.vmap(chunk_one, in_axes=(0, 0, None, None)),
                         in_shardings=(sharding, sharding, replicated, replicated),
                         out_shardings=sharding, donate_argnums=donate)
-    data_d = jax.device_put(dataset, replicated) if offline else None
+    # The trainer's own data: an agent may augment the dataset in make_train (e.g. BC-10%'s index of
+    # the top episodes, a Decision Transformer's returns-to-go), and that is what update reads.
+    data_d = jax.device_put(trainer.data, replicated) if offline else None
 
     def eval_one(state, point, key, episodes, round_):
         t = trainer_for(point)

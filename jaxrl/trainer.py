@@ -38,7 +38,7 @@ class Trainer:
     env_steps_per_update: int
     env: Any
     env_params: Any
-    data: Any = None
+    data: Any = dataclasses.field(default=None, compare=False, hash=False)  # arrays are not hashable
     evaluate: Callable[[Any, jax.Array, int], dict] | None = None
     """Optional ``(state, key, num_episodes) -> {"return", "length", "cost", "success"}`` for
     policies that ``act`` cannot express step by step (e.g. a Decision Transformer's context)."""

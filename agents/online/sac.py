@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.scipy.stats import norm
 
 from jaxrl import envs, replay
 from jaxrl.config import require, require_positive, require_unit_interval
@@ -81,6 +82,11 @@ class Config:
     """Target entropy = −target_entropy_scale · |A| (the paper's heuristic is scale 1)."""
     hidden_size: int = 256
     """Width of the two hidden layers of the policy and of each Q-network."""
+    noise_correlation: float = 0.0
+    """ρ of the exploration noise: each env's Gaussian noise follows ε_t = ρ ε_{t-1} + √(1−ρ²) ξ_t, so
+    0 is SAC's white noise and ρ → 1 holds actions longer (correlation time ≈ 1/(1−ρ) steps; the
+    warm-up actions are then uniform but equally correlated). Hard-exploration tasks such as
+    MountainCarContinuous-v0 need it (Eberhard et al. 2023, "Pink Noise Is All You Need")."""
 
     @property
     def num_updates(self) -> int:
@@ -173,6 +179,7 @@ class TrainState(NamedTuple):
     buffer: replay.ReplayBuffer
     env_state: object
     obs: jax.Array
+    noise: jax.Array         # (num_envs, action_dim): the exploration noise ε_t of each env
     key: jax.Array
 
 
@@ -189,6 +196,8 @@ def validate(config: Config) -> None:
     require_positive(config, "total_timesteps", "policy_lr", "q_lr", "alpha_lr", "num_envs", "gradient_steps",
                      "buffer_size", "batch_size", "hidden_size", "alpha", "init_alpha")
     require_unit_interval(config, "gamma")
+    require((0 <= config.noise_correlation) & (config.noise_correlation < 1),
+            f"noise_correlation must be in [0, 1), got {config.noise_correlation}")
     require((0 < config.tau) & (config.tau <= 1), f"tau must be in (0, 1], got {config.tau}")
     require(config.learning_starts >= 0, f"learning_starts must be >= 0, got {config.learning_starts}")
     require(config.num_updates >= 1, f"total_timesteps={config.total_timesteps} is less than one vector step "
@@ -232,7 +241,7 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
         return jax.vmap(wrapped.step, in_axes=(0, 0, 0, None))(keys, env_state, env_action, env_params)
 
     def init(key) -> TrainState:
-        key, actor_key, q_key, env_key = jax.random.split(key, 4)
+        key, actor_key, q_key, env_key, noise_key = jax.random.split(key, 5)
         dummy_obs, dummy_action = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim))
         actor_params = actor.init(actor_key, dummy_obs)
         q_params = jax.vmap(critic.init, in_axes=(0, None, None))(jax.random.split(q_key, 2), dummy_obs, dummy_action)
@@ -240,7 +249,8 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
         obs, env_state = reset_envs(env_key)
         return TrainState(actor_params, q_params, q_params, log_alpha, actor_tx.init(actor_params),
                           q_tx.init(q_params), alpha_tx.init(log_alpha), replay.init(capacity, Transition(jnp.zeros(obs_dim), jnp.zeros(action_dim), jnp.float32(0), jnp.zeros(obs_dim), jnp.float32(0))),
-                          env_state, obs.reshape((config.num_envs, obs_dim)), key)
+                          env_state, obs.reshape((config.num_envs, obs_dim)),
+                          jax.random.normal(noise_key, (config.num_envs, action_dim)), key)
 
     def q_loss_fn(q_params, target_q_params, actor_params, log_alpha, batch, key):
         obs, action, reward, next_obs, terminated = batch
@@ -294,10 +304,14 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
 
     def update(state: TrainState, iteration):
         # COLLECT: one step of every env (uniform random actions until learning_starts)
-        key, act_key, random_key, step_key, learn_key = jax.random.split(state.key, 5)
+        key, noise_key, step_key, learn_key = jax.random.split(state.key, 4)
+        rho = config.noise_correlation
+        noise = rho * state.noise + jnp.sqrt(1.0 - rho ** 2) * jax.random.normal(noise_key, state.noise.shape)
         mean, log_std = actor.apply(state.actor_params, state.obs)
-        policy_action, _ = sample_action(act_key, mean, log_std, low, high)
-        random_action = jax.random.uniform(random_key, policy_action.shape, minval=low, maxval=high)
+        policy_action = squash(mean + jnp.exp(log_std) * noise, low, high)
+        # Uniform on [low, high] per step (the normal CDF of a standard normal is uniform), and as
+        # correlated in time as the policy's noise.
+        random_action = low + (high - low) * norm.cdf(noise)
         warmup = iteration * config.num_envs < config.learning_starts
         action = jnp.where(warmup, random_action, policy_action)
         next_obs, env_state, reward, terminated, _, info = step_envs(step_key, state.env_state, action)
@@ -306,7 +320,7 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
         buffer = replay.add(state.buffer, Transition(state.obs, action, reward.astype(jnp.float32), final_obs,
                                                      terminated.astype(jnp.float32)))
         state = state._replace(buffer=buffer, env_state=env_state, obs=next_obs.reshape((config.num_envs, obs_dim)),
-                               key=key)
+                               noise=noise, key=key)
 
         # UPDATE NETWORKS: gradient_steps updates once learning has started. ``iteration`` is an
         # unbatched scan input, so under vmap this stays a real branch (no wasted updates).
