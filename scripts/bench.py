@@ -11,6 +11,9 @@ command line (``python agents/online/ppo.py --num-seeds N --out TMP --quiet ...`
 * ``dqn``     our DQN (agents/online/dqn.py) vs SB3 DQN with the same hyperparameters.
 * ``scaling`` N seeds in one vmapped program vs N sequential single-seed runs (N = 1, 4, 16, 64).
 * ``cache``   the same command twice with a fresh ``JAXRL_CACHE_DIR``: cold compile vs cache hit.
+* ``offline`` (only when named) gradient updates/s of every offline agent, 1 vs 8 seeds, one program vs
+              8 processes, TD3+BC vs a plain PyTorch loop, and memory with a 1M-transition dataset
+              (``scripts/bench_offline.py``).
 
 Reported: whole-process wall time (interpreter start, imports, compile, training and the final
 evaluation), compiled-loop env-steps/s (``summary.json``'s ``steps_per_second`` = env steps /
@@ -20,7 +23,8 @@ count, the load average and the library versions.
 
 Usage::
 
-    python scripts/bench.py                         # everything (about 10-20 min on 2 CPU cores)
+    python scripts/bench.py                         # ppo, dqn, scaling, cache (about 10-20 min on 2 CPU cores)
+    python scripts/bench.py offline                 # the offline agents
     python scripts/bench.py --quick                 # tiny budgets: a smoke test of the script
     python scripts/bench.py --cases ppo,cache --skip-sb3
     python scripts/bench.py --sb3-steps 100000 --repeats 3
@@ -159,7 +163,8 @@ AGENT_CASES = [
               differences="SB3's DQN always uses the Huber loss (ours: mean squared TD error, CleanRL's default) and "
                           "clips gradients (set out of reach here; ours does not clip); the compute per step is the same."),
 ]
-ALL_CASES = ("ppo", "dqn", "scaling", "cache")
+ALL_CASES = ("ppo", "dqn", "scaling", "cache", "offline")
+DEFAULT_CASES = ("ppo", "dqn", "scaling", "cache")  # `offline` runs when named (scripts/bench_offline.py)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -602,7 +607,13 @@ def machine_tag() -> str:
 def parse_args(argv: list[str] | None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("Usage::")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default=",".join(ALL_CASES), help=f"comma-separated subset of {','.join(ALL_CASES)}")
+    p.add_argument("names", nargs="*", metavar="CASE", help=f"cases to run (same as --cases): {', '.join(ALL_CASES)}")
+    p.add_argument("--cases", default=None,
+                   help=f"comma-separated subset of {','.join(ALL_CASES)} (default: {','.join(DEFAULT_CASES)})")
+    p.add_argument("--offline-updates", type=lambda s: int(float(s)), default=20_000,
+                   help="gradient updates per run in the offline case (default 20000)")
+    p.add_argument("--offline-agents", default="bc,td3_bc,iql,cql,rebrac,awac,dt,cql_discrete,prdc",
+                   help="offline agents to measure (default: all)")
     p.add_argument("--quick", action="store_true", help="tiny budgets (a smoke test of this script, not a measurement)")
     p.add_argument("--skip-sb3", action="store_true", help="do not run Stable-Baselines3")
     p.add_argument("--ppo-steps", type=lambda s: int(float(s)), default=None,
@@ -628,11 +639,17 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--keep-runs", action="store_true", help="keep the scratch folder of run outputs and caches")
     p.add_argument("--sb3-worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if args.sb3_worker:
+        return args
+    if args.names and args.cases:
+        p.error("name the cases either as arguments or with --cases, not both")
+    spec = ",".join(args.names) if args.names else (args.cases or ",".join(DEFAULT_CASES))
+    cases = [c.strip() for c in spec.split(",") if c.strip()]
     unknown = sorted(set(cases) - set(ALL_CASES))
     if unknown:
         p.error(f"--cases: unknown {unknown}; choose from {','.join(ALL_CASES)}")
     args.cases = cases
+    args.offline_agents = [a.strip() for a in args.offline_agents.split(",") if a.strip()]
     args.seeds = sorted({int(s) for s in args.seeds.split(",") if s.strip()})
     if args.repeats < 1 or args.eval_episodes < 1 or not args.seeds or min(args.seeds) < 1:
         p.error("--repeats, --eval-episodes and --seeds must be >= 1")
@@ -673,6 +690,11 @@ def main(argv: list[str] | None = None) -> int:
         if "cache" in args.cases:
             print("[bench] cache ...", file=sys.stderr, flush=True)
             sections.append(bench_cache(bench, args, failures))
+        if "offline" in args.cases:
+            from scripts.bench_offline import bench_offline
+
+            print("[bench] offline ...", file=sys.stderr, flush=True)
+            sections.append(bench_offline(bench, args, failures))
     finally:
         if args.keep_runs:
             print(f"[bench] run outputs kept in {scratch}", file=sys.stderr)
@@ -707,7 +729,8 @@ def main(argv: list[str] | None = None) -> int:
         header += ["", "**Failures:** " + "; ".join(_short(Exception(f), 200) for f in failures)]
     text = "\n".join(header) + "\n\n" + "\n".join(sections)
     print(text)
-    out = Path(args.out) if args.out else ROOT / "scripts" / "results" / f"bench-{machine_tag()}{'-quick' if args.quick else ''}.md"
+    subset = "" if tuple(args.cases) == DEFAULT_CASES else "-" + "-".join(args.cases)
+    out = Path(args.out) if args.out else ROOT / "scripts" / "results" / f"bench-{machine_tag()}{subset}{'-quick' if args.quick else ''}.md"
     write_text_atomic(out, text)
     print(f"[bench] wrote {out}", file=sys.stderr)
     return 1 if failures else 0

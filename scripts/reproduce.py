@@ -579,10 +579,16 @@ def plot_results(name: str, results: list[CaseResult], references: dict, out: Pa
 # Command line
 # ----------------------------------------------------------------------------------------------
 def list_entries() -> str:
+    from scripts import reproduce_offline
+
     lines = []
     for name, entry in ENTRIES.items():
         cases = ", ".join(c.label for c in entry.cases)
         lines.append(f"{name:<20} {entry.title} [{entry.seeds} seeds; {cases}]")
+    for name, entry in reproduce_offline.ENTRIES.items():
+        agents = ", ".join(a.rsplit(".", 1)[-1] for a in entry.agents)
+        lines.append(f"{name:<20} {entry.title} [{entry.seeds} seeds; agents {agents}; envs {', '.join(entry.envs)}; "
+                     f"datasets {', '.join(entry.kinds)}]")
     return "\n".join(lines)
 
 
@@ -614,8 +620,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.name:
         raise SystemExit("error: name an entry to run; entries:\n" + list_entries())
+    from scripts import reproduce_offline
+
+    if args.name in reproduce_offline.ENTRIES:
+        return reproduce_offline.run_entry(args.name, reproduce_offline.ENTRIES[args.name], args, argv, sys.modules[__name__])
     if args.name not in ENTRIES:
-        raise SystemExit(f"error: unknown entry {args.name!r}; entries: {', '.join(ENTRIES)}\n" + list_entries())
+        names = ", ".join([*ENTRIES, *reproduce_offline.ENTRIES])
+        raise SystemExit(f"error: unknown entry {args.name!r}; entries: {names}\n" + list_entries())
     entry = ENTRIES[args.name]
     cases = select_cases(entry, args.cases.split(",") if args.cases else None)
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else entry.seeds)

@@ -71,3 +71,25 @@ def test_quick_run_writes_table_and_plot(tmp_path):
     assert reproduce.main(["gymnax-classic", "--quick", "--quiet", "--cases", "CartPole-v1",
                            "--out", str(out), "--results", str(results)]) == 0
     assert "reused a finished run" in (results / "gymnax-classic.md").read_text()
+
+
+# ----------------------------------------------------------------------------------------------
+# The offline entry (scripts/reproduce_offline.py)
+# ----------------------------------------------------------------------------------------------
+def test_offline_entry_is_listed_and_checks_its_cases():
+    assert "offline-gymnax" in reproduce.list_entries()
+    with pytest.raises(SystemExit) as err:
+        reproduce.main(["offline-gymnax", "--quick", "--cases", "Pendulum-v1,no-such-agent"])
+    assert "no-such-agent" in str(err.value) and "td3_bc" in str(err.value)
+
+
+def test_offline_quick_run_writes_table_and_plot(tmp_path):
+    out, results = tmp_path / "runs", tmp_path / "results"
+    # bc runs on both action spaces; td3_bc is continuous-only, so its CartPole cell must read n/a
+    assert reproduce.main(["offline-gymnax", "--quick", "--quiet", "--cases", "CartPole-v1,random,bc,td3_bc",
+                           "--out", str(out), "--results", str(results)]) == 0
+    text = (results / "offline-gymnax.md").read_text()
+    assert "| CartPole-v1 | random |" in text and "n/a" in text
+    assert (results / "offline-gymnax.png").read_bytes().startswith(PNG_MAGIC)
+    summary = json.loads((out / "CartPole-v1" / "random" / "bc" / "summary.json").read_text())
+    assert summary["updates_per_run"] == 4 and "normalized_score" in summary
