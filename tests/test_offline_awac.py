@@ -13,36 +13,13 @@ from jaxrl import checkpoint, cli
 from jaxrl import data as data_lib
 from jaxrl.config import ConfigError
 from jaxrl.evaluation import evaluate_trainer
+from offline_checks import cartpole_like_dataset, eval_returns, probe_dataset, train_seeds, trees_equal
 from offline_data import pendulum_dataset
-
-
-def train_seeds(trainer, dataset, seeds):
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    return jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, dataset)
-
-
-def eval_returns(trainer, states, num_runs, episodes=8):
-    keys = jnp.stack([jax.random.PRNGKey(100 + r) for r in range(num_runs)])
-    result = jax.jit(jax.vmap(lambda s, k: evaluate_trainer(trainer, s, k, episodes)))(states, keys)
-    return np.asarray(result["return"]).mean(axis=1)
-
-
-def _equal(a, b) -> bool:
-    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 @pytest.fixture(scope="module")
 def pendulum_expert():
     return pendulum_dataset("expert")
-
-
-def cartpole_like_dataset(n: int = 64) -> data_lib.Dataset:
-    """A small dataset with CartPole-v1's shapes (obs (4,), integer actions), made by hand."""
-    rng = np.random.default_rng(0)
-    obs = jnp.asarray(rng.normal(size=(n, 4)), jnp.float32)
-    zeros = jnp.zeros(n, jnp.float32)
-    return data_lib.Dataset(obs, jnp.asarray(rng.integers(0, 2, n), jnp.int32), jnp.ones(n, jnp.float32), obs, zeros,
-                            zeros, info=data_lib.DatasetInfo(env_id="CartPole-v1", size=n))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,29 +67,6 @@ PROBES = ("constant", "obs_reward", "two_step", "action", "obs_action")
 PROBE_CONFIG = awac.Config(env="Probe-Action", num_updates=3_000, batch_size=64, hidden_size=64, num_layers=2,
                            actor_lr=3e-3, critic_lr=3e-3, gamma=PROBE_GAMMA, tau=0.05, awac_lambda=0.1,
                            normalize_observations=False)
-
-
-def probe_dataset(kind: str, n: int, rng) -> data_lib.Dataset:
-    """n transitions of ``kind`` under uniform-random actions in [-1, 1]."""
-    action = rng.uniform(-1.0, 1.0, n).astype(np.float32)
-    sign = rng.choice(np.array([-1.0, 1.0], np.float32), n)
-    t = np.arange(n)
-    zero, one = np.zeros(n, np.float32), np.ones(n, np.float32)
-    if kind == "constant":      # reward 1 forever, cut (truncated) every 10 steps
-        obs, reward, next_obs, term, trunc = zero, one, zero, zero, (t % 10 == 9).astype(np.float32)
-    elif kind == "obs_reward":  # one step, reward = obs
-        obs, reward, next_obs, term, trunc = sign, sign, sign, one, zero
-    elif kind == "two_step":    # obs 0 -> obs 1 -> end with reward 1
-        second = (t % 2).astype(np.float32)
-        obs, reward, next_obs, term, trunc = second, second, one, second, zero
-    elif kind == "action":      # one step, reward 1 - |a - 0.5|
-        obs, reward, next_obs, term, trunc = zero, 1.0 - np.abs(action - 0.5), zero, one, zero
-    else:                       # obs_action: one step, reward 1 - |a - obs / 2|
-        obs, reward, next_obs, term, trunc = sign, 1.0 - np.abs(action - 0.5 * sign), sign, one, zero
-    info = data_lib.DatasetInfo(env_id="Probe-Action", env_params='{"continuous": true}', size=n)
-    col = lambda x: jnp.asarray(x, jnp.float32)[:, None]  # noqa: E731
-    return data_lib.Dataset(col(obs), col(action), jnp.asarray(reward, jnp.float32), col(next_obs),
-                            jnp.asarray(term, jnp.float32), jnp.asarray(trunc, jnp.float32), info=info)
 
 
 @pytest.fixture(scope="module")
@@ -189,8 +143,8 @@ def cli_runs(tmp_path_factory, pendulum_expert):
 def test_same_seed_same_params(cli_runs, pendulum_expert):
     first, second = (cli.load_run(out, awac.Config, awac.make_train, "awac", dataset=pendulum_expert)
                      for out in cli_runs)
-    assert _equal(first.state, second.state)
-    assert not _equal(*(jax.tree.map(lambda x: x[i], first.state.actor_params) for i in range(2)))
+    assert trees_equal(first.state, second.state)
+    assert not trees_equal(*(jax.tree.map(lambda x: x[i], first.state.actor_params) for i in range(2)))
 
 
 def test_cli_save_load_gives_identical_actions(cli_runs, direct_run, pendulum_expert):
@@ -209,7 +163,7 @@ def test_update_reads_the_dataset_argument_not_the_closure(direct_run, pendulum_
     # update reads the argument, so the critics differ.
     _, run, keys, states, _ = direct_run
     other, _ = run(keys, pendulum_expert.replace(rewards=-pendulum_expert.rewards))
-    assert not _equal(states.critic_params, other.critic_params)
+    assert not trees_equal(states.critic_params, other.critic_params)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""Helpers shared by the offline agents' tests: train seeds in one program, evaluate them, compare
+trees, and hand-made datasets (CartPole-shaped, and the continuous probe datasets with known values)."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl import data as data_lib
+from jaxrl.evaluation import evaluate_trainer
+
+
+def train_seeds(trainer, dataset, seeds):
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    return jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, dataset)
+
+
+def eval_returns(trainer, states, num_runs, episodes=8):
+    keys = jnp.stack([jax.random.PRNGKey(100 + r) for r in range(num_runs)])
+    result = jax.jit(jax.vmap(lambda s, k: evaluate_trainer(trainer, s, k, episodes)))(states, keys)
+    return np.asarray(result["return"]).mean(axis=1)
+
+
+def trees_equal(a, b) -> bool:
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def cartpole_like_dataset(n: int = 64) -> data_lib.Dataset:
+    """A small dataset with CartPole-v1's shapes (obs (4,), integer actions), made by hand."""
+    rng = np.random.default_rng(0)
+    obs = jnp.asarray(rng.normal(size=(n, 4)), jnp.float32)
+    zeros = jnp.zeros(n, jnp.float32)
+    return data_lib.Dataset(obs, jnp.asarray(rng.integers(0, 2, n), jnp.int32), jnp.ones(n, jnp.float32), obs, zeros,
+                            zeros, info=data_lib.DatasetInfo(env_id="CartPole-v1", size=n))
+
+
+def probe_dataset(kind: str, n: int, rng) -> data_lib.Dataset:
+    """n transitions of ``kind`` under uniform-random actions in [-1, 1]."""
+    action = rng.uniform(-1.0, 1.0, n).astype(np.float32)
+    sign = rng.choice(np.array([-1.0, 1.0], np.float32), n)
+    t = np.arange(n)
+    zero, one = np.zeros(n, np.float32), np.ones(n, np.float32)
+    if kind == "constant":      # reward 1 forever, cut (truncated) every 10 steps
+        obs, reward, next_obs, term, trunc = zero, one, zero, zero, (t % 10 == 9).astype(np.float32)
+    elif kind == "obs_reward":  # one step, reward = obs
+        obs, reward, next_obs, term, trunc = sign, sign, sign, one, zero
+    elif kind == "two_step":    # obs 0 -> obs 1 -> end with reward 1
+        second = (t % 2).astype(np.float32)
+        obs, reward, next_obs, term, trunc = second, second, one, second, zero
+    elif kind == "action":      # one step, reward 1 - |a - 0.5|
+        obs, reward, next_obs, term, trunc = zero, 1.0 - np.abs(action - 0.5), zero, one, zero
+    else:                       # obs_action: one step, reward 1 - |a - obs / 2|
+        obs, reward, next_obs, term, trunc = sign, 1.0 - np.abs(action - 0.5 * sign), sign, one, zero
+    info = data_lib.DatasetInfo(env_id="Probe-Action", env_params='{"continuous": true}', size=n)
+    col = lambda x: jnp.asarray(x, jnp.float32)[:, None]  # noqa: E731
+    return data_lib.Dataset(col(obs), col(action), jnp.asarray(reward, jnp.float32), col(next_obs),
+                            jnp.asarray(term, jnp.float32), jnp.asarray(trunc, jnp.float32), info=info)
