@@ -80,6 +80,12 @@ ENTRIES: dict[str, OfflineEntry] = {
             "logsumexp, and DT's warm-up (1e3 steps instead of 1e4).",
             "Normalized score = 100 (return - random) / (expert - random) with the random and expert returns "
             "measured when the dataset was built (recorded in the dataset's metadata).",
+            "The committed table (scripts/results/offline-gymnax.md) covers Pendulum-v1 and CartPole-v1 with the "
+            "medium, medium-replay, medium-expert and expert datasets and seven agents; the random kind, "
+            "MountainCarContinuous-v0 and Acrobot-v1 (datasets built) and the PRDC and DT columns were not run on "
+            "this 2-core CPU: one PRDC cell (exact nearest-neighbour search over 1e5 transitions every update, 5 "
+            "seeds x 5e3 updates) did not finish in 10 minutes, nor did one DT cell in 6 minutes, with the machine "
+            "shared. `python scripts/reproduce.py offline-gymnax` runs the whole grid.",
         ),
     ),
 }
