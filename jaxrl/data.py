@@ -242,13 +242,10 @@ JAXRL_REFERENCE_RETURNS: dict[str, tuple[float, float]] = {
     # expert = greedy return of the best checkpoint of the online run on 100 fresh episodes
     # (docs/datasets.md). Datasets record their own values in ``DatasetInfo``; these are for scoring
     # when a dataset does not carry them.
-    "CartPole-v1": (24.70, 500.0),        # PPO, 5e5-step run (expert = final checkpoint)
-    "Acrobot-v1": (-498.92, -76.73),      # PPO (gymnax-blines config), 5e5-step run, checkpoint 833
+    "CartPole-v1": (24.70, 498.12),       # PPO, 2e5-step run, checkpoint 304
+    "Acrobot-v1": (-498.92, -83.67),      # PPO (gymnax-blines config), 1.5e5-step run, checkpoint 192
     "Pendulum-v1": (-1190.07, -152.27),   # SAC, 2e4-step run, checkpoint at 19,000 steps
-    # MountainCarContinuous-v0: random measured (-33.29); our SAC never reached the flag (its best
-    # policy stands still, 0.00), so the expert reference is the gymnax README's PPO checkpoint (92),
-    # not one of ours. Datasets built by make_dataset carry their own (0.00) and say so in notes.
-    "MountainCarContinuous-v0": (-33.29, 92.0),
+    "MountainCarContinuous-v0": (-33.29, 94.84),  # SAC with noise_correlation 0.95, 2e4 steps, checkpoint 17,000
 }
 REFERENCE_RETURNS: dict[str, tuple[float, float]] = {**D4RL_REFERENCE_RETURNS, **JAXRL_REFERENCE_RETURNS}
 """(random, expert) mean episode returns per env id, for datasets that do not carry their own."""

@@ -282,7 +282,7 @@ def plot(name: str, cells: list[Cell], out: Path, quick: bool) -> Path:
                     lo.append(s["mean"] - s["ci95"][0])
                     hi.append(s["ci95"][1] - s["mean"])
             if xs:
-                ax.bar(xs, means, width, yerr=[lo, hi], capsize=2, label=agent)
+                ax.bar(xs, means, width, yerr=[lo, hi], capsize=2, label=agent, color=f"C{j % 10}")  # one color per agent
         ax.axhline(100, color="black", ls="--", lw=0.8)
         ax.axhline(0, color="gray", lw=0.8)
         ax.set_xticks(np.arange(len(kinds)), kinds)
