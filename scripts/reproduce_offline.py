@@ -221,6 +221,9 @@ def render(name: str, entry: OfflineEntry, cells: list[Cell], *, command: str, s
              f"at start {machine['load']}, at end {machine_end['load']}",
              "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
              f"- Code: git {revision}",
+             *([f"- {sum(c.reused for c in cells)} of {len(cells)} cells were trained by earlier invocations of this "
+                "command with the same --out and reused here (marked * in the run-time table, with their own "
+                "training time); 'took' above counts only this invocation"] if any(c.reused for c in cells) else []),
              f"- Seeds: {seeds} per cell, vmapped in one program; {4 if quick else entry.num_updates:,} gradient updates "
              "per run; metric: D4RL normalized score of the final greedy policy (10 episodes per seed), mean and 95% "
              "bootstrap CI over seeds; 'best' is the best of the 20 evaluations logged during training (CORL's second column)",
