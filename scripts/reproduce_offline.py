@@ -146,15 +146,13 @@ def build_config(entry: OfflineEntry, agent: str, env: str, quick: bool):
     return module.Config(env=env, num_updates=num_updates, **overrides), module
 
 
-def run_cell(entry: OfflineEntry, agent: str, env: str, kind: str, data_file: Path, out: Path, seeds: int,
+def run_cell(entry: OfflineEntry, agent: str, env: str, kind: str, data_file: Path, dataset, out: Path, seeds: int,
              quick: bool, quiet: bool) -> Cell:
-    from jaxrl import data as data_lib
     from jaxrl.cli import RunOptions, train_and_evaluate
     from jaxrl.config import ConfigError
 
     config, module = build_config(entry, agent, env, quick)
     run_dir = out / env / kind / agent.rsplit(".", 1)[-1]
-    dataset = data_lib.load(data_file)
     try:
         module.make_train(config, dataset)  # action-space support, before anything compiles
     except ConfigError as err:
@@ -330,6 +328,7 @@ def run_entry(name: str, entry: OfflineEntry, args, argv: Sequence[str], helpers
     machine = helpers.machine_info()
     t0 = time.perf_counter()
     cells = []
+    from jaxrl import data as data_lib
     from jaxrl.config import ConfigError
 
     try:
@@ -339,8 +338,9 @@ def run_entry(name: str, entry: OfflineEntry, args, argv: Sequence[str], helpers
                 if not agents:
                     continue
                 path = ensure_dataset(env, kind, size, args.quick, out / "datasets" if args.quick else DATASETS_DIR)
+                dataset = data_lib.load(path)  # once per (env, kind): loading verifies the checksum
                 for agent in agents:
-                    cells.append(run_cell(entry, agent, env, kind, path, out, seeds, args.quick, args.quiet))
+                    cells.append(run_cell(entry, agent, env, kind, path, dataset, out, seeds, args.quick, args.quiet))
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
     elapsed = time.perf_counter() - t0
