@@ -440,9 +440,10 @@ def train_and_evaluate(
 
     # Every leaf of the state and metrics has the run axis first: pin it to the run sharding so
     # that chunk after chunk the program sees exactly the layout it was compiled for.
-    # Seeds are initialized one after another (lax.map), not vmapped: jaxlib's batched CPU QR, which
-    # a vmapped orthogonal initializer of wide layers calls, can deadlock on a 2-core machine
-    # (seen with 4 seeds x 256 units on MinAtar). Initialization is cheap; training stays vmapped.
+    # Seeds are initialized one after another (lax.map), not vmapped. Our agents use
+    # jaxrl.initializers.orthogonal, which is safe under vmap. A network a user brings may still use
+    # flax's orthogonal initializer, and vmapped, that one can deadlock jaxlib's CPU thread pool (see
+    # scripts/qr_deadlock_repro.py). Initialization is cheap, and training stays vmapped.
     init_all = jax.jit(lambda keys, hp: jax.lax.map(lambda args: init_one(*args), (keys, hp)), out_shardings=sharding)
     # Donating the state lets accelerators update replay buffers in place. On CPU it made PPO's
     # chunk ~30% slower (measured: 105k vs 145k env-steps/s on CartPole, small state) and saved

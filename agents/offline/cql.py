@@ -66,6 +66,7 @@ from flax.linen.initializers import constant
 from jaxrl import data as data_lib
 from jaxrl import envs
 from jaxrl.config import require, require_positive, require_unit_interval
+from jaxrl.initializers import orthogonal
 from jaxrl.trainer import Trainer
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # clip of the policy's log-std (CORL's ReparameterizedTanhGaussian)
@@ -135,35 +136,9 @@ class Config:
 # ----------------------------------------------------------------------------------------------
 # Networks and the tanh-squashed Gaussian (in normalized action units, a ∈ [-1, 1]^|A|)
 # ----------------------------------------------------------------------------------------------
-def orthogonal_init(scale: float = 1.0):
-    """Orthogonal kernel initializer (Saxe et al. 2014) computed by Gram-Schmidt in plain jnp.
-
-    Same distribution as ``flax.linen.initializers.orthogonal`` (QR of a Gaussian matrix with a
-    positive diagonal of R), but without LAPACK: jaxlib's batched CPU QR, which flax's initializer
-    calls when ``init`` is vmapped over seeds, can deadlock on small CPUs.
-    """
-
-    def init(key, shape, dtype=jnp.float32):
-        fan_in, fan_out = int(np.prod(shape[:-1])), shape[-1]
-        rows, cols = max(fan_in, fan_out), min(fan_in, fan_out)
-        a = jax.random.normal(key, (rows, cols), jnp.float32)
-
-        def column(j, q):
-            v = a[:, j]
-            for _ in range(2):  # re-orthogonalize once for accuracy
-                v = v - q @ (q.T @ v)
-            return q.at[:, j].set(v / jnp.linalg.norm(v))
-
-        q = jax.lax.fori_loop(0, cols, column, jnp.zeros((rows, cols), jnp.float32))
-        q = q if fan_in >= fan_out else q.T
-        return (scale * q).reshape(shape).astype(dtype)
-
-    return init
-
-
-def _dense(features: int, scale: float, orthogonal: bool) -> nn.Dense:
-    if orthogonal:
-        return nn.Dense(features, kernel_init=orthogonal_init(scale), bias_init=constant(0.0))
+def _dense(features: int, scale: float, orthogonal_kernel: bool) -> nn.Dense:
+    if orthogonal_kernel:
+        return nn.Dense(features, kernel_init=orthogonal(scale), bias_init=constant(0.0))
     return nn.Dense(features)
 
 

@@ -21,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax.linen.initializers import constant, orthogonal
+from flax.linen.initializers import constant
 
 from jaxrl import envs
 from jaxrl.config import require, require_divides, require_positive, require_unit_interval
+from jaxrl.initializers import orthogonal
 from jaxrl.trainer import Trainer
 from jaxrl.wrappers import ClipAction, EpisodeStatistics, FlattenObservation, VectorEnv, episode_metrics
 
