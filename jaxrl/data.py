@@ -137,6 +137,19 @@ def check_compatible(dataset: Dataset, env_id: str, env, env_params, algorithm: 
             raise DatasetError(f"dataset field {name!r} has {array.shape[0]} rows, rewards has {n}")
 
 
+def env_for(env_id: str, dataset: Dataset):
+    """``jaxrl.envs.make(env_id)`` with the env-parameter overrides that ``dataset`` recorded, when it
+    was collected in ``env_id``, so that a probe or a modified env is rebuilt as it was collected.
+
+    A dataset from a simulator outside the registry (D4RL, Minari MuJoCo) has no env here: pass
+    ``env=jaxrl.envs.SpacesOnly.continuous(...)`` to the agent's ``make_train`` instead.
+    """
+    from jaxrl import envs
+
+    overrides = json.loads(dataset.info.env_params or "{}") if dataset.info.env_id == env_id else {}
+    return envs.make(env_id, **overrides)
+
+
 def collect(
     env_id: str,
     act: Callable[[jax.Array, jax.Array], jax.Array],

@@ -91,3 +91,49 @@ def action_bounds(env, env_params):
     return jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), shape), jnp.broadcast_to(
         jnp.asarray(space.high, jnp.float32), shape
     )
+
+
+class SpacesOnly(gymnax.environments.environment.Environment):
+    """An env that only describes its spaces: for offline agents trained on data from a simulator
+    gymnax does not have (a D4RL or Minari MuJoCo file).
+
+    ``make_train(config, dataset, env=SpacesOnly(...))`` reads the observation and action spaces
+    from it. The trained policy is then evaluated in the real simulator, outside the compiled
+    program (``scripts/reproduce_d4rl.py`` does this with Gymnasium). ``reset`` and ``step`` raise.
+    """
+
+    def __init__(self, name: str, observation_shape: tuple[int, ...], action_space, max_steps_in_episode: int = 1000):
+        super().__init__()
+        self._name = name
+        self._max_steps = int(max_steps_in_episode)
+        self._observation_shape = tuple(int(d) for d in observation_shape)
+        self._action_space = action_space
+
+    @classmethod
+    def continuous(cls, name: str, observation_shape, action_dim: int, low: float = -1.0, high: float = 1.0,
+                   max_steps_in_episode: int = 1000):
+        """Box observations of ``observation_shape`` and Box actions in ``[low, high]^action_dim``
+        (D4RL's MuJoCo tasks: actions in [-1, 1], episodes of 1000 steps)."""
+        if not low < high:
+            raise ConfigError(f"action bounds must satisfy low < high, got [{low}, {high}]")
+        return cls(name, observation_shape, spaces.Box(low, high, (int(action_dim),)), max_steps_in_episode)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def default_params(self):
+        return gymnax.environments.environment.EnvParams(max_steps_in_episode=self._max_steps)
+
+    def observation_space(self, params=None):
+        return spaces.Box(-float("inf"), float("inf"), self._observation_shape)
+
+    def action_space(self, params=None):
+        return self._action_space
+
+    def _cannot_simulate(self, *args, **kwargs):
+        raise NotImplementedError(f"{self._name} is a SpacesOnly env: it describes spaces but cannot be "
+                                  "simulated; evaluate the policy in the real simulator (see scripts/reproduce_d4rl.py)")
+
+    reset_env = step_env = get_obs = _cannot_simulate

@@ -603,6 +603,8 @@ def plot_results(name: str, results: list[CaseResult], references: dict, out: Pa
 def list_entries() -> str:
     from scripts import reproduce_offline
 
+    from scripts import reproduce_d4rl
+
     lines = []
     for name, entry in ENTRIES.items():
         cases = ", ".join(c.label for c in entry.cases)
@@ -611,6 +613,8 @@ def list_entries() -> str:
         agents = ", ".join(a.rsplit(".", 1)[-1] for a in entry.agents)
         lines.append(f"{name:<20} {entry.title} [{entry.seeds} seeds; agents {agents}; envs {', '.join(entry.envs)}; "
                      f"datasets {', '.join(entry.kinds)}]")
+    lines.append(f"{reproduce_d4rl.NAME:<20} {reproduce_d4rl.TITLE} [needs --data FILE or --minari ID; "
+                 f"see `scripts/reproduce.py {reproduce_d4rl.NAME} --help`]")
     return "\n".join(lines)
 
 
@@ -636,6 +640,10 @@ def parse_args(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from scripts import reproduce_d4rl
+
+    if argv and argv[0] == reproduce_d4rl.NAME:  # its own flags: the data files the user supplies
+        return reproduce_d4rl.main(argv[1:], sys.modules[__name__])
     args = parse_args(argv)
     if args.list:
         print(list_entries())
@@ -647,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.name in reproduce_offline.ENTRIES:
         return reproduce_offline.run_entry(args.name, reproduce_offline.ENTRIES[args.name], args, argv, sys.modules[__name__])
     if args.name not in ENTRIES:
-        names = ", ".join([*ENTRIES, *reproduce_offline.ENTRIES])
+        names = ", ".join([*ENTRIES, *reproduce_offline.ENTRIES, reproduce_d4rl.NAME])
         raise SystemExit(f"error: unknown entry {args.name!r}; entries: {names}\n" + list_entries())
     entry = ENTRIES[args.name]
     cases = select_cases(entry, args.cases.split(",") if args.cases else None)

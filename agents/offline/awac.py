@@ -26,7 +26,6 @@ Run:  python agents/offline/awac.py --env Pendulum-v1 --dataset PATH --num-seeds
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -144,17 +143,14 @@ def validate(config: Config) -> None:
     require((0 < config.tau) & (config.tau <= 1), f"tau must be in (0, 1], got {config.tau}")
 
 
-def make_env(config: Config, dataset: data_lib.Dataset):
-    """The env of ``config.env``, with the env-parameter overrides recorded in the dataset when it is
-    the dataset's env (so a probe or a modified env is rebuilt as it was collected)."""
-    overrides = json.loads(dataset.info.env_params or "{}") if dataset.info.env_id == config.env else {}
-    return envs.make(config.env, **overrides)
-
-
-def make_train(config: Config, dataset: data_lib.Dataset) -> Trainer:
-    """Build the AWAC trainer on ``dataset`` (read inside ``update`` only from its ``data`` argument)."""
+def make_train(config: Config, dataset: data_lib.Dataset, env=None, env_params=None) -> Trainer:
+    """Build the AWAC trainer on ``dataset``. ``env``/``env_params`` replace the env of ``config.env``
+    when given: an env that needs constructor arguments, or ``jaxrl.envs.SpacesOnly`` for a D4RL/Minari
+    dataset from a simulator gymnax does not have."""
     validate(config)
-    env, env_params = make_env(config, dataset)
+    if env is None:
+        env, env_params = data_lib.env_for(config.env, dataset)
+    env_params = env.default_params if env_params is None else env_params
     envs.require_action_space(config.env, env, env_params, "continuous", "AWAC")
     data_lib.check_compatible(dataset, config.env, env, env_params, "AWAC")
     obs_dim = int(np.prod(env.observation_space(env_params).shape))

@@ -140,7 +140,7 @@ def make_train(config: Config, dataset: data_lib.Dataset, env=None, env_params=N
     """
     validate(config)
     if env is None:
-        env, env_params = envs.make(config.env)
+        env, env_params = data_lib.env_for(config.env, dataset)
     env_params = env.default_params if env_params is None else env_params
     data_lib.check_compatible(dataset, config.env, env, env_params, "BC")
     discrete = envs.is_discrete(env, env_params)

@@ -150,10 +150,14 @@ def validate(config: Config) -> None:
     parse_hidden_sizes(config.hidden_sizes)
 
 
-def make_train(config: Config, dataset: data_lib.Dataset) -> Trainer:
-    """Build the discrete CQL ``Trainer`` on ``dataset`` (which must come from ``config.env``)."""
+def make_train(config: Config, dataset: data_lib.Dataset, env=None, env_params=None) -> Trainer:
+    """Build the discrete CQL trainer on ``dataset``. ``env``/``env_params`` replace the env of ``config.env``
+    when given: an env that needs constructor arguments, or ``jaxrl.envs.SpacesOnly`` for a D4RL/Minari
+    dataset from a simulator gymnax does not have."""
     validate(config)
-    env, env_params = envs.make(config.env)
+    if env is None:
+        env, env_params = data_lib.env_for(config.env, dataset)
+    env_params = env.default_params if env_params is None else env_params
     envs.require_action_space(config.env, env, env_params, "discrete", "CQL (discrete)")
     data_lib.check_compatible(dataset, config.env, env, env_params, "cql_discrete")
     obs_shape = tuple(env.observation_space(env_params).shape)

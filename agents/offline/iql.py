@@ -33,7 +33,6 @@ Run:  python agents/offline/iql.py --env Pendulum-v1 --dataset PATH --num-seeds 
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -198,13 +197,6 @@ def validate(config: Config) -> None:
     require(config.temperature >= 0, f"temperature must be >= 0, got {config.temperature}")
 
 
-def make_env(config: Config, dataset: data_lib.Dataset):
-    """The env of ``config.env``, with the env-parameter overrides recorded in the dataset when it is
-    the dataset's env (so a probe or a modified env is rebuilt as it was collected)."""
-    overrides = json.loads(dataset.info.env_params or "{}") if dataset.info.env_id == config.env else {}
-    return envs.make(config.env, **overrides)
-
-
 def dataset_statistics(dataset: data_lib.Dataset, config: Config, episode_length: int):
     """Host-side constants from the dataset: observation mean/std and the reward scale
     ``episode_length / (max − min episode return)`` (1 when the returns do not spread)."""
@@ -221,10 +213,14 @@ def dataset_statistics(dataset: data_lib.Dataset, config: Config, episode_length
     return jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32), scale
 
 
-def make_train(config: Config, dataset: data_lib.Dataset) -> Trainer:
-    """Build the IQL trainer on ``dataset`` (read inside ``update`` only from its ``data`` argument)."""
+def make_train(config: Config, dataset: data_lib.Dataset, env=None, env_params=None) -> Trainer:
+    """Build the IQL trainer on ``dataset``. ``env``/``env_params`` replace the env of ``config.env``
+    when given: an env that needs constructor arguments, or ``jaxrl.envs.SpacesOnly`` for a D4RL/Minari
+    dataset from a simulator gymnax does not have."""
     validate(config)
-    env, env_params = make_env(config, dataset)
+    if env is None:
+        env, env_params = data_lib.env_for(config.env, dataset)
+    env_params = env.default_params if env_params is None else env_params
     data_lib.check_compatible(dataset, config.env, env, env_params, "IQL")
     discrete = envs.is_discrete(env, env_params)
     obs_dim = int(np.prod(env.observation_space(env_params).shape))

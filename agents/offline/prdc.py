@@ -32,7 +32,6 @@ Run:  python agents/offline/prdc.py --env Pendulum-v1 --dataset PATH --num-seeds
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Callable, NamedTuple
 
 import flax.linen as nn
@@ -193,18 +192,14 @@ def validate(config: Config) -> None:
     require(config.beta >= 0, f"beta must be >= 0, got {config.beta}")
 
 
-def make_env(config: Config, dataset: data_lib.Dataset):
-    """The env of ``config.env``, with the env-parameter overrides recorded in the dataset when it is
-    the dataset's env (so a probe or a modified env is rebuilt as it was collected)."""
-    overrides = json.loads(dataset.info.env_params or "{}") if dataset.info.env_id == config.env else {}
-    return envs.make(config.env, **overrides)
-
-
-def make_train(config: Config, dataset: data_lib.Dataset) -> Trainer:
-    """Build the PRDC trainer on ``dataset`` (read inside ``update`` only from its ``data`` argument,
-    the nearest-neighbour search included)."""
+def make_train(config: Config, dataset: data_lib.Dataset, env=None, env_params=None) -> Trainer:
+    """Build the PRDC trainer on ``dataset``. ``env``/``env_params`` replace the env of ``config.env``
+    when given: an env that needs constructor arguments, or ``jaxrl.envs.SpacesOnly`` for a D4RL/Minari
+    dataset from a simulator gymnax does not have."""
     validate(config)
-    env, env_params = make_env(config, dataset)
+    if env is None:
+        env, env_params = data_lib.env_for(config.env, dataset)
+    env_params = env.default_params if env_params is None else env_params
     envs.require_action_space(config.env, env, env_params, "continuous", "PRDC")
     data_lib.check_compatible(dataset, config.env, env, env_params, "PRDC")
     require(config.k <= dataset.size, f"k={config.k} exceeds the dataset's {dataset.size} transitions")

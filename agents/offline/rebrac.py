@@ -184,7 +184,7 @@ def make_train(config: Config, dataset: data_lib.Dataset, env=None, env_params=N
     given (an env that needs constructor arguments, e.g. ``envs.make("Probe-Action", continuous=True)``)."""
     validate(config)
     if env is None:
-        env, env_params = envs.make(config.env)
+        env, env_params = data_lib.env_for(config.env, dataset)
     env_params = env.default_params if env_params is None else env_params
     envs.require_action_space(config.env, env, env_params, "continuous", "ReBRAC")
     data_lib.check_compatible(dataset, config.env, env, env_params, "ReBRAC")
