@@ -43,8 +43,10 @@ def make(env_id: str, **overrides: Any):
 
     Keyword overrides naming a field of the env's ``EnvParams`` (e.g. ``max_steps_in_episode``)
     replace that parameter; any other keyword goes to the env's constructor. An unknown id raises
-    ``UnknownEnvError`` listing the closest valid ids.
+    ``UnknownEnvError`` listing the closest valid ids. ``weights=`` (multi-objective envs) wraps the
+    env in ``jaxrl.mo_wrappers.LinearScalarization``; the weights are then ``env_params.weights``.
     """
+    weights = overrides.pop("weights", None)
     constructor = _constructor(env_id)
     probe_env = constructor()
     param_fields = {f.name for f in dataclasses.fields(probe_env.default_params)}
@@ -57,7 +59,13 @@ def make(env_id: str, **overrides: Any):
             f"{env_id}: unknown override(s) {sorted(ctor_overrides)}; EnvParams fields are "
             f"{sorted(param_fields)} ({err})"
         ) from None
-    return env, env.default_params.replace(**param_overrides)
+    env_params = env.default_params.replace(**param_overrides)
+    if weights is not None:
+        from jaxrl.mo_wrappers import LinearScalarization
+
+        env = LinearScalarization(env, weights, env_params=env_params)
+        env_params = env.default_params
+    return env, env_params
 
 
 def is_discrete(env, env_params) -> bool:

@@ -126,6 +126,9 @@ def episode_metrics(info) -> dict[str, jax.Array]:
         "episode_return": masked_mean(info["episode_return"]),
         "episode_length": masked_mean(info["episode_length"]),
     }
+    if "vector_episode_return" in info:  # jaxrl.mo_wrappers.LinearScalarization: one scalar per objective
+        vector = masked_mean(info["vector_episode_return"])
+        out.update({f"episode_return_{i}": vector[i] for i in range(vector.shape[-1])})
     return out
 
 
