@@ -585,7 +585,9 @@ def from_minari(dataset, env_id: str | None = None, **info: Any) -> Dataset:
     """Load a Minari dataset (an id of a local dataset, or a ``MinariDataset``) as a ``Dataset``.
 
     ``env_id`` is the jaxrl registry id the data belongs to (default: the one recorded by
-    ``to_minari``); shapes are checked against that env (``check_compatible``). Each Minari
+    ``to_minari``); shapes are checked against that env (``check_compatible``) when the registry
+    knows it. Any other id (e.g. ``mujoco/hopper/medium-v0``) loads unchecked, for training on a
+    ``jaxrl.envs.SpacesOnly`` env (``scripts/reproduce_d4rl.py``). Each Minari
     episode of T steps gives T transitions with ``next_observations = observations[1:]``.
     Reference returns come from the dataset's ``ref_min_score``/``ref_max_score`` when present.
     ``info`` overrides ``DatasetInfo`` fields. The checksum is recomputed over the loaded arrays.
@@ -601,7 +603,13 @@ def from_minari(dataset, env_id: str | None = None, **info: Any) -> Dataset:
     if not env_id:
         raise DatasetError(f"Minari dataset {ds.spec.dataset_id!r} does not record a jaxrl env id: pass env_id")
     base = _info_from_json({**saved, "env_id": env_id}, f"Minari dataset {ds.spec.dataset_id}") if saved else DatasetInfo(env_id=env_id)
-    env, env_params, discrete = _make_env(env_id, base.env_params)
+    from jaxrl import envs
+
+    env = None
+    if env_id in envs.registered_ids():
+        env, env_params, discrete = _make_env(env_id, base.env_params)
+    else:  # a simulator gymnax lacks (Minari's MuJoCo datasets): the spaces come from the dataset
+        discrete = type(ds.spec.action_space).__name__ == "Discrete"
     cols: dict[str, list] = {f: [] for f in CORE_FIELDS}
     for ep in ds.iterate_episodes():
         o = np.asarray(ep.observations)
@@ -627,7 +635,8 @@ def from_minari(dataset, env_id: str | None = None, **info: Any) -> Dataset:
         info["source"] = f"minari:{ds.spec.dataset_id}"
     base = dataclasses.replace(base, checksum="", **refs, **info)
     data = _from_numpy(arrays, {}, base, discrete)
-    check_compatible(data, env_id, env, env_params, "from_minari")
+    if env is not None:
+        check_compatible(data, env_id, env, env_params, "from_minari")
     return data.replace(info=dataclasses.replace(data.info, checksum=compute_checksum(data)))
 
 

@@ -67,7 +67,17 @@ def load_source(source: str, minari_id: bool):
         except Exception as err:  # minari raises several types for a missing/invalid id
             raise SystemExit(f"error: cannot load Minari dataset {source!r} ({type(err).__name__}: {err}); "
                              "list local ones with `minari list local`") from None
-        return source, data_lib.from_minari(dataset, env_id=source)
+        exported_by_jaxrl = "jaxrl_info" in dataset.storage.metadata  # it names its own registry env
+        try:
+            data = data_lib.from_minari(dataset, env_id=None if exported_by_jaxrl else source)
+        except data_lib.DatasetError as err:
+            raise SystemExit(f"error: {err}") from None
+        if exported_by_jaxrl:
+            source = data.info.env_id
+        spec = getattr(dataset, "env_spec", None)  # the env the data was recorded in, e.g. Hopper-v5
+        if spec is not None and getattr(spec, "id", None):
+            RECORDED_ENV[source] = spec.id
+        return source, data
     path = Path(source)
     if not path.exists():
         raise SystemExit(f"error: --data {path} does not exist")
@@ -79,9 +89,17 @@ def load_source(source: str, minari_id: bool):
         raise SystemExit(f"error: {err}") from None
 
 
+RECORDED_ENV: dict[str, str] = {}
+"""Gymnasium ids that Minari datasets record (``dataset.env_spec``), by dataset name."""
+
+
 def gymnasium_id(name: str, override: str | None) -> str:
+    """The Gymnasium env to evaluate in: ``--eval-env``, else the one a Minari dataset recorded,
+    else the MuJoCo task named in the dataset name (``hopper-medium-v2`` -> ``Hopper-v4``)."""
     if override:
         return override
+    if name in RECORDED_ENV:
+        return RECORDED_ENV[name]
     for token in re.split(r"[/_\-]", name.lower()):
         if token in GYMNASIUM_IDS:
             return GYMNASIUM_IDS[token]

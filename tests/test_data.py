@@ -181,6 +181,29 @@ def test_minari_roundtrip(cartpole, pendulum, tmp_path, monkeypatch):
         data_lib.from_minari("jaxrl/pendulum-medium-v0", "CartPole-v1")
 
 
+def test_minari_dataset_of_a_simulator_outside_the_registry_loads(tmp_path, monkeypatch):
+    """A Minari dataset written by another tool for an env gymnax lacks (like Minari's MuJoCo data)
+    loads with its spaces and reference scores, unchecked against any registry env."""
+    minari = pytest.importorskip("minari")
+    from gymnasium import spaces
+    from minari.data_collector import EpisodeBuffer
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    rng = np.random.default_rng(0)
+    buffers = [EpisodeBuffer(id=i, observations=rng.normal(size=(6, 5)).astype(np.float32),
+                             actions=rng.uniform(-1, 1, (5, 2)).astype(np.float32), rewards=[1.0] * 5,
+                             terminations=[False] * 4 + [i == 0], truncations=[False] * 4 + [i == 1]) for i in range(2)]
+    made = minari.create_dataset_from_buffers("other/robot-medium-v0", buffers, algorithm_name="elsewhere",
+                                              observation_space=spaces.Box(-np.inf, np.inf, (5,)),
+                                              action_space=spaces.Box(-1.0, 1.0, (2,)))
+    made.storage.update_metadata({"ref_min_score": 0.0, "ref_max_score": 10.0})
+    data = data_lib.from_minari("other/robot-medium-v0", "other/robot-medium-v0")
+    assert data.size == 10 and data.actions.shape == (10, 2) and data.observations.shape == (10, 5)
+    assert np.asarray(data.terminations).tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
+    assert np.asarray(data.truncations).tolist()[-1] == 1
+    np.testing.assert_allclose(data_lib.normalized_score("other/robot-medium-v0", 5.0, data.info), 50.0)
+
+
 # ----------------------------------------------------------------------------------------------
 # D4RL HDF5
 # ----------------------------------------------------------------------------------------------

@@ -48,6 +48,19 @@ def test_td3_bc_on_expert_data_plays_well_in_gymnasium(td3_bc_run):
     assert "| Pendulum-v1 | td3_bc |" in table and (td3_bc_run / "offline-d4rl.png").stat().st_size > 1000
 
 
+def test_minari_source_runs_end_to_end(tmp_path, monkeypatch):
+    pytest.importorskip("minari")
+    from jaxrl import data as data_lib
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    data_lib.to_minari(offline_data.pendulum_dataset("expert", n=2000), "jaxrl/pendulum-expert-v0")
+    argv = ["offline-d4rl", "--minari", "jaxrl/pendulum-expert-v0", "--eval-env", "Pendulum-v1", "--agents", "bc",
+            "--quick", "--out", str(tmp_path / "out"), "--quiet"]
+    assert reproduce.main(argv) == 0
+    result = json.loads((tmp_path / "out" / "Pendulum-v1" / "bc.json").read_text())
+    assert result["updates"] == [200] and len(result["last"]) == 2 and np.isfinite(result["last"]).all()
+
+
 def test_corl_numbers_are_the_published_ones():
     refs = reproduce.load_references()
     assert reproduce_d4rl.corl_reference(refs, "hopper-medium-v2", "rebrac") == (102.3, 103.2)
