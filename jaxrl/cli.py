@@ -527,6 +527,8 @@ def train_and_evaluate(
     )
     if offline:
         _add_offline_summary(summary, results, runs, grid, env_id, dataset, options, num_updates, rows)
+    if trainer.report is not None:
+        _add_reports(summary, _to_host(state), keys, grid, runs, trainer_for)
     if jax.process_index() == 0:
         write_json_atomic(out / "summary.json", summary)
         if options.plot:
@@ -621,6 +623,16 @@ def _add_offline_summary(summary: dict, results: dict, runs, grid, env_id: str, 
         group["best_normalized_score"] = stats.summarize(best[members])
 
 
+def _add_reports(summary: dict, state, keys: np.ndarray, grid, runs, trainer_for) -> None:
+    """``summary["runs"][r]["report"]``: the ``Trainer.report(state, key)`` of every run (host side),
+    with the run's own key; one trainer per sweep point, so a report can reuse its compiled program."""
+    trainers = [trainer_for(point) for point in grid]
+    for r, (g, _) in enumerate(runs):
+        run_state = jax.tree.map(lambda x: x[r], state)
+        key = jax.random.fold_in(jnp.asarray(keys[r]), 0x4E9)
+        summary["runs"][r]["report"] = trainers[g].report(run_state, key)
+
+
 def _restore_state(out, init_all, keys, hp, sharding, run_meta, update=None):
     abstract = ckpt.abstract_like(jax.eval_shape(init_all, keys, hp), sharding)
     return ckpt.restore(out, abstract, expect=run_meta, update=update)
@@ -713,13 +725,18 @@ def _summary(algorithm, env_id, config_dict, options, grid, runs, results, rows,
     for g, point in enumerate(grid):
         values = [per_run_return[r] for r, (gg, _) in enumerate(runs) if gg == g]
         values = np.asarray(values)
-        groups.append({"sweep": point, "eval_return": stats.summarize(values if values.ndim == 1 else values.mean(-1))})
+        group = {"sweep": point, "eval_return": stats.summarize(values if values.ndim == 1 else values.mean(-1))}
+        if values.ndim == 2:  # a vector reward: "eval_return" is the mean over objectives; here each one
+            group["eval_return_per_objective"] = [stats.summarize(values[:, i]) for i in range(values.shape[1])]
+        groups.append(group)
     env_steps = trainer.total_env_steps
     total_steps = env_steps * len(runs)
     device = jax.devices()[0]
     summary = {
         "algorithm": algorithm, "env": env_id, "out": str(out),
         "eval_return": groups[0]["eval_return"] if len(grid) == 1 else None,
+        **({"eval_return_per_objective": groups[0]["eval_return_per_objective"]}
+           if len(grid) == 1 and "eval_return_per_objective" in groups[0] else {}),
         "sweep": groups if options.sweep else [],
         "runs": per_run,
         "eval_episodes": options.eval_episodes,
@@ -743,6 +760,14 @@ def _plot(out: Path, x: str = "env_steps") -> None:
         plot_runs([out], out=out / "curves.png", x=x)
     except Exception as err:  # noqa: BLE001 - the results are already written
         print(f"warning: could not draw {out / 'curves.png'}: {err}", file=sys.stderr)
+    try:
+        from jaxrl.plotting import plot_front
+
+        summary = json.loads((out / "summary.json").read_text())
+        if any((r.get("report") or {}).get("front") for r in summary.get("runs", [])):
+            plot_front(out)  # OUT/front.png: a multi-objective agent's fronts beside the true one
+    except Exception as err:  # noqa: BLE001
+        print(f"warning: could not draw {out / 'front.png'}: {err}", file=sys.stderr)
 
 
 def _print_summary(summary: dict, grid) -> None:

@@ -221,3 +221,60 @@ def plot_runs(
     out_path = Path(out) if out is not None else _default_out(dirs)
     save_figure_atomic(fig, out_path)
     return out_path
+
+
+def plot_front(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Draw the Pareto front each seed found beside the env's true front, and return the PNG's path.
+
+    The data come from the ``report`` that a multi-objective agent writes for every run in
+    ``summary.json``: ``front`` (the non-dominated evaluated returns), and ``true_front`` when the env
+    knows its front. Two objectives are drawn as a scatter. With more objectives each point is a
+    line across the objective axes (parallel coordinates).
+
+    Raises:
+      PlotError: when the folder has no ``summary.json`` or its runs have no front.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    run_dir = Path(run_dir)
+    path = run_dir / "summary.json"
+    if not path.exists():
+        raise PlotError(f"{run_dir} has no summary.json (is it a finished run folder?)")
+    summary = json.loads(path.read_text())
+    runs = [r for r in summary.get("runs", []) if (r.get("report") or {}).get("front")]
+    if not runs:
+        raise PlotError(f"{path} has no Pareto front: only multi-objective agents write one (runs[*].report.front)")
+    true_front = np.asarray(runs[0]["report"].get("true_front") or [], float)
+    fig = Figure(figsize=(6.5, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    m = len(runs[0]["report"]["front"][0])
+    for r in runs:
+        front = np.asarray(r["report"]["front"], float)
+        label = f"seed {r['seed']}" + (f" (HV ratio {r['report']['hypervolume_ratio']:.2f})"
+                                        if r["report"].get("hypervolume_ratio") is not None else "")
+        if m == 2:
+            ax.scatter(front[:, 0], front[:, 1], s=28, alpha=0.7, label=label)
+        else:
+            ax.plot(np.arange(m), front.T, alpha=0.5, lw=1)
+    if true_front.size:
+        if m == 2:
+            order = np.argsort(true_front[:, 0])
+            ax.plot(true_front[order, 0], true_front[order, 1], "k--", marker="x", lw=1, label="true front")
+        else:
+            ax.plot(np.arange(m), true_front.T, "k--", lw=0.8, alpha=0.6)
+    if m == 2:
+        ax.set_xlabel("objective 0")
+        ax.set_ylabel("objective 1")
+        ax.legend(loc="best", fontsize="small")
+    else:
+        ax.set_xticks(range(m), [f"objective {i}" for i in range(m)])
+        ax.set_ylabel("return (dashed black: true front)")
+    ax.set_title(f"{summary.get('algorithm', '')} {summary.get('env', '')}: found fronts"
+                 + (f" (γ = {runs[0]['report'].get('front_gamma')})" if runs[0]["report"].get("front_gamma") else ""))
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    out_path = Path(out) if out is not None else run_dir / "front.png"
+    save_figure_atomic(fig, out_path)
+    return out_path

@@ -42,6 +42,10 @@ class Trainer:
     evaluate: Callable[[Any, jax.Array, int], dict] | None = None
     """Optional ``(state, key, num_episodes) -> {"return", "length", "cost", "success"}`` for
     policies that ``act`` cannot express step by step (e.g. a Decision Transformer's context)."""
+    report: Callable[[Any, jax.Array], dict] | None = None
+    """Optional host-side ``(state, key) -> dict`` of JSON-ready results for one run beyond the
+    scalar evaluation (e.g. a multi-objective agent's evaluated front and its metrics); the CLI
+    calls it after the final evaluation and stores it per run in ``summary.json`` under "report"."""
 
     @property
     def offline(self) -> bool:

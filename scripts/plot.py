@@ -36,9 +36,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="output PNG (default: RUN_DIR/curves.png for one folder, "
                         "else ./curves.png)")
     parser.add_argument("--title", default=None, help="figure title")
+    parser.add_argument("--front", action="store_true",
+                        help="draw the Pareto front each seed found beside the true one (multi-objective runs; "
+                        "one RUN_DIR; default output RUN_DIR/front.png)")
     args = parser.parse_args(argv)
     try:
-        path = plot_runs(args.run_dirs, metric=args.metric, x=args.x, out=args.out, title=args.title)
+        if args.front:
+            if len(args.run_dirs) != 1:
+                raise PlotError("--front takes one run folder")
+            from jaxrl.plotting import plot_front
+
+            path = plot_front(args.run_dirs[0], out=args.out)
+        else:
+            path = plot_runs(args.run_dirs, metric=args.metric, x=args.x, out=args.out, title=args.title)
     except PlotError as err:
         raise SystemExit(f"error: {err}") from None
     print(path)
