@@ -716,8 +716,12 @@ def _summary(algorithm, env_id, config_dict, options, grid, runs, results, rows,
             "eval_return": per_run_return[r].tolist(),
             "eval_length": float(np.asarray(results["length"][r]).mean()),
         }
-        if np.asarray(results["cost"]).any():
+        cost_limit = config_dict.get("cost_limit") if isinstance(config_dict, dict) else None
+        if np.asarray(results["cost"]).any() or cost_limit is not None:  # a safe agent reports cost 0 too
             entry["eval_cost"] = float(np.asarray(results["cost"][r]).mean())
+        if cost_limit is not None:
+            limit = grid[g].get("cost_limit", cost_limit)
+            entry["eval_over_limit"] = float((np.asarray(results["cost"][r]) > limit).mean())
         if np.asarray(results["success"]).any():
             entry["eval_success"] = float(np.asarray(results["success"][r]).mean())
         per_run.append(entry)
