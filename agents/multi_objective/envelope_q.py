@@ -56,6 +56,7 @@ import numpy as np
 import optax
 
 from jaxrl import envs, mo_metrics, replay
+from jaxrl.mo_evaluation import front_metrics, num_objectives_of, parse_preference, rollout_returns
 from jaxrl.config import ConfigError, require, require_positive, require_unit_interval
 from jaxrl.trainer import Trainer
 from jaxrl.wrappers import EpisodeStatistics, VectorEnv
@@ -133,21 +134,6 @@ def parse_hidden_sizes(hidden_sizes) -> tuple[int, ...]:
     if not sizes or min(sizes) <= 0:
         raise ConfigError(f"hidden_sizes must be one or more positive integers like '64,128', got {hidden_sizes!r}")
     return sizes
-
-
-def parse_preference(preference: str, num_objectives: int) -> np.ndarray:
-    """``"0.3,0.7"`` -> [0.3, 0.7] normalized to sum 1; ``""`` -> equal weights. ConfigError otherwise."""
-    if not preference.strip():
-        return np.full(num_objectives, 1.0 / num_objectives, np.float32)
-    try:
-        w = np.array([float(s) for s in preference.replace(" ", "").split(",") if s], np.float64)
-    except ValueError:
-        raise ConfigError(f"preference must be comma-separated numbers like '0.5,0.5', got {preference!r}") from None
-    if w.shape != (num_objectives,):
-        raise ConfigError(f"preference must have {num_objectives} values (one per objective), got {preference!r}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ConfigError(f"preference must be non-negative finite numbers with a positive sum, got {preference!r}")
-    return (w / w.sum()).astype(np.float32)
 
 
 def front_weights(num_objectives: int, divisions: int, max_weights: int = 1_000) -> np.ndarray:
@@ -280,14 +266,6 @@ def make_env(config: Config):
     return env, env_params, EpisodeStatistics(env)
 
 
-def num_objectives_of(env_id: str, env) -> int:
-    m = getattr(env, "num_objectives", None)
-    if m is None:
-        raise ConfigError(f"Envelope Q-learning needs a multi-objective env (vector reward, num_objectives); "
-                          f"{env_id} has a scalar reward. Try DeepSeaTreasure-v0 or FruitTree-v0.")
-    return int(m)
-
-
 def validate(config: Config) -> None:
     """Raise ConfigError for settings that cannot work (before anything compiles)."""
     require_positive(config, "lr", "total_timesteps", "num_envs", "buffer_size", "batch_size", "num_sample_w",
@@ -307,14 +285,14 @@ def validate(config: Config) -> None:
     parse_hidden_sizes(config.hidden_sizes)
     env, env_params = envs.make(config.env)
     envs.require_action_space(config.env, env, env_params, "discrete", "Envelope Q-learning")
-    parse_preference(config.preference, num_objectives_of(config.env, env))
+    parse_preference(config.preference, num_objectives_of(config.env, env, "Envelope Q-learning"))
 
 
 def make_train(config: Config) -> Trainer:
     validate(config)
     env, env_params, wrapped = make_env(config)
     num_actions = int(env.action_space(env_params).n)
-    m = num_objectives_of(config.env, env)
+    m = num_objectives_of(config.env, env, "Envelope Q-learning")
     network = make_network(config, num_actions, m)
     tx = optax.chain(optax.clip(config.grad_clip), optax.adam(config.lr))
     num_envs, period, n_w = config.num_envs, config.train_frequency, config.num_sample_w
@@ -441,41 +419,6 @@ def episode_metrics(info, last_utility) -> dict[str, jax.Array]:
 # ----------------------------------------------------------------------------------------------
 # The front: evaluation (pure, jittable) and metrics (host side)
 # ----------------------------------------------------------------------------------------------
-def rollout_returns(env, env_params, act: Callable, key, num_episodes: int, gamma):
-    """Mean discounted and undiscounted vector returns of ``num_episodes`` episodes of ``act(obs, key)``.
-
-    Episodes run in parallel from reset to their first termination or truncation (the env's time
-    limit); later steps are ignored. Returns ``(discounted (m,), undiscounted (m,))``.
-    """
-    reset_key, run_key = jax.random.split(key)
-    obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, num_episodes), env_params)
-    action0 = jnp.zeros(num_episodes, jnp.int32)
-    reward_shape = jax.eval_shape(lambda: jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-        jax.random.split(run_key, num_episodes), state, action0, env_params)[2]).shape
-    zeros = jnp.zeros(reward_shape, jnp.float32)
-    max_steps = env_params.max_steps_in_episode
-
-    def cond(carry):
-        t, _, _, alive, *_ = carry
-        return alive.any() & (t < max_steps)
-
-    def body(carry):
-        t, obs, state, alive, discount, ret_d, ret_u, key = carry
-        key, act_key, env_key = jax.random.split(key, 3)
-        action = act(obs, act_key)
-        obs, state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(env_key, num_episodes), state, action, env_params)
-        r = jnp.where(alive[:, None], reward.astype(jnp.float32), 0.0)
-        ret_d, ret_u = ret_d + discount[:, None] * r, ret_u + r
-        alive = alive & ~(terminated | truncated)
-        return t + 1, obs, state, alive, discount * gamma, ret_d, ret_u, key
-
-    init = (jnp.int32(0), obs, state, jnp.ones(num_episodes, bool), jnp.ones(num_episodes, jnp.float32),
-            zeros, zeros, run_key)
-    *_, ret_d, ret_u, _ = jax.lax.while_loop(cond, body, init)
-    return ret_d.mean(axis=0), ret_u.mean(axis=0)
-
-
 def evaluate_front(trainer: Trainer, state: TrainState, key, weights, episodes: int, gamma=0.99) -> dict:
     """Discounted (``gamma``, the γ of the env's front) and undiscounted vector returns of the greedy
     policy under each preference of ``weights (W, m)``, vmapped over the weights. Pure and jittable.
@@ -491,63 +434,6 @@ def evaluate_front(trainer: Trainer, state: TrainState, key, weights, episodes: 
 
     discounted, undiscounted = jax.vmap(one)(weights, jax.random.split(key, weights.shape[0]))
     return {"weights": weights, "discounted": discounted, "undiscounted": undiscounted}
-
-
-# Hypervolume reference points used in the literature (REFERENCES.md, morl-baselines' examples).
-REFERENCE_POINTS = {"DeepSeaTreasure-v0": (0.0, -25.0), "DeepSeaTreasureConcave-v0": (0.0, -25.0)}
-
-
-def reference_point(env, returns) -> np.ndarray:
-    """The hypervolume reference point for ``env``: (0, −25) for Deep Sea Treasure (morl-baselines),
-    the origin for Fruit Tree (non-negative rewards), otherwise 1 below the worst return in each
-    objective (documented fallback; compare hypervolumes only at the same reference point)."""
-    name = getattr(env, "name", "")
-    if name in REFERENCE_POINTS:
-        return np.asarray(REFERENCE_POINTS[name], np.float64)
-    if name.startswith("FruitTree"):
-        return np.zeros(np.asarray(returns).shape[-1])
-    return np.asarray(returns, np.float64).min(axis=0) - 1.0
-
-
-def _hypervolume_or_none(points, ref):
-    try:
-        return mo_metrics.hypervolume(points, ref)
-    except ImportError:  # > 3 objectives without moocore
-        return None
-
-
-def front_metrics(returns, env, gamma: float, ref_point=None, num_weights: int = 100) -> dict:
-    """Host-side scores of the evaluated returns ``(W, m)`` (discounted with ``gamma``).
-
-    ``front`` (the non-dominated returns), ``hypervolume`` at ``reference_point`` (see
-    ``reference_point``; ``None`` for > 3 objectives without moocore), ``expected_utility`` over
-    about ``num_weights`` equally spaced weights, ``cardinality``; with the env's exact
-    ``pareto_front(gamma)``, also ``igd``, ``maximum_utility_loss``, the true front and its
-    hypervolume and ``hypervolume_ratio``.
-    """
-    points = np.asarray(returns, np.float64)
-    m = points.shape[-1]
-    ref = np.asarray(ref_point, np.float64) if ref_point is not None else reference_point(env, points)
-    weights = front_weights(m, num_weights, max_weights=max(num_weights + 1, 200))
-    front = mo_metrics.pareto_filter(points)
-    out = {
-        "front": front.tolist(),
-        "reference_point": ref.tolist(),
-        "hypervolume": _hypervolume_or_none(front, ref),
-        "expected_utility": mo_metrics.expected_utility(points, weights),
-        "cardinality": mo_metrics.cardinality(points),
-    }
-    if hasattr(env, "pareto_front"):
-        true = np.asarray(env.pareto_front(gamma), np.float64)
-        true_hv = _hypervolume_or_none(true, ref)
-        out.update({
-            "true_front": true.tolist(),
-            "true_hypervolume": true_hv,
-            "hypervolume_ratio": (out["hypervolume"] / true_hv) if out["hypervolume"] is not None and true_hv else None,
-            "igd": mo_metrics.igd(points, true),
-            "maximum_utility_loss": mo_metrics.maximum_utility_loss(points, true, weights),
-        })
-    return out
 
 
 def make_report(config: Config) -> Callable[[Trainer, Any, jax.Array], dict]:
