@@ -14,6 +14,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 def test_notebook_executes(path, monkeypatch, tmp_path):
     monkeypatch.setenv("QUICKSTART_TIMESTEPS", "20000")
     monkeypatch.setenv("OFFLINE_NOTEBOOK_SMALL", "1")
+    monkeypatch.setenv("NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     notebook = nbformat.read(path, as_version=4)
