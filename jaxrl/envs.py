@@ -145,3 +145,23 @@ class SpacesOnly(gymnax.environments.environment.Environment):
                                   "simulated; evaluate the policy in the real simulator (see scripts/reproduce_d4rl.py)")
 
     reset_env = step_env = get_obs = _cannot_simulate
+
+
+def require_cost(env_id: str, env, env_params, algorithm: str) -> None:
+    """Raise a clear error unless ``env`` reports a per-step safety cost in ``info["cost"]``.
+
+    The step is only traced (``jax.eval_shape``), not run, so this is free and happens before any
+    compilation.
+    """
+    import jax
+
+    def one_step(key):
+        obs, state = env.reset(key, env_params)
+        action = env.action_space(env_params).sample(key)
+        return env.step(key, state, action, env_params)[-1]
+
+    info = jax.eval_shape(one_step, jax.random.PRNGKey(0))
+    if "cost" not in info:
+        safe_ids = sorted(i for i in project_envs.REGISTRY if i.startswith(("Safe", "TabularCMDP")))
+        raise ConfigError(f"{algorithm} needs an env that reports a per-step cost in info['cost'], but {env_id} "
+                          f"does not. Safe envs: {', '.join(safe_ids)}")

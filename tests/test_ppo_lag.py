@@ -72,6 +72,12 @@ def test_bad_config_fails_before_compiling():
         ppo_lag.make_train(ppo_lag.Config(num_minibatches=3))
 
 
+@pytest.mark.parametrize("agent", [ppo_lag, ppo_pid_lag], ids=["ppo_lag", "ppo_pid_lag"])
+def test_env_without_cost_is_a_clear_error(agent):
+    with pytest.raises(ConfigError, match=r"needs an env that reports a per-step cost in info\['cost'\], but CartPole-v1"):
+        agent.make_train(agent.Config(env="CartPole-v1"))
+
+
 def test_continuous_actions():
     """The Gaussian path: trains on a continuous probe (no cost) and acts inside the bounds."""
     config = ppo_lag.Config(env="Probe-Action-Continuous", total_timesteps=16 * 16 * 40, num_envs=16, num_steps=16,

@@ -225,6 +225,7 @@ class TrainState(NamedTuple):
 
 def make_env(config: Config):
     env, env_params = envs.make(config.env)
+    envs.require_cost(config.env, env, env_params, "PPO-Lagrangian")
     discrete = envs.is_discrete(env, env_params)
     flat = FlattenObservation(env) if len(env.observation_space(env_params).shape) > 1 else env
     wrapped = EpisodeStatistics(flat)
