@@ -109,10 +109,10 @@ def reference_point(env, returns) -> np.ndarray:
     return np.asarray(returns, np.float64).min(axis=0) - 1.0
 
 
-def hypervolume_or_none(points, ref):
+def hypervolume_or_none(points, ref, strict: bool = False):
     """``mo_metrics.hypervolume``, or None for more than 3 objectives when moocore is not installed."""
     try:
-        return mo_metrics.hypervolume(points, ref)
+        return mo_metrics.hypervolume(points, ref, strict=strict)
     except ImportError:
         return None
 
@@ -137,7 +137,7 @@ def front_metrics(returns, env, gamma: float, ref_point=None) -> dict:
     }
     if hasattr(env, "pareto_front"):
         true = np.asarray(env.pareto_front(gamma), np.float64)
-        true_hv = hypervolume_or_none(true, ref)
+        true_hv = hypervolume_or_none(true, ref, strict=True)  # a wrong reference point is an error here
         out.update({
             "true_front": true.tolist(),
             "true_hypervolume": true_hv,

@@ -122,12 +122,15 @@ def _hv3d(points: np.ndarray, ref: np.ndarray) -> float:
     return float(volume)
 
 
-def hypervolume(points, ref) -> float:
+def hypervolume(points, ref, strict: bool = False) -> float:
     """Volume of the objective space dominated by ``points`` and dominating ``ref`` (maximization).
 
     Zitzler & Thiele (1999). Points that do not strictly dominate ``ref`` add nothing. Exact
     NumPy code for 2 and 3 objectives; more objectives use ``moocore.hypervolume`` (install
-    ``moocore``). An empty set has volume 0.
+    ``moocore``). An empty set has volume 0. With ``strict``, a reference point that no point
+    strictly dominates is an error rather than a volume of 0. Use it for a known front, where that
+    can only mean a wrong reference point. Without it, an untrained agent's front legitimately
+    scores 0.
     """
     pts = _as_points(points)
     try:
@@ -143,7 +146,12 @@ def hypervolume(points, ref) -> float:
     m = pts.shape[1]
     if ref_arr.shape[0] != m:
         raise ValueError(f"reference point has {ref_arr.shape[0]} values but the points have {m} objectives")
-    pts = pareto_filter(pts[np.all(pts > ref_arr, axis=1)])
+    dominating = np.all(pts > ref_arr, axis=1)
+    if strict and not dominating.any():
+        raise ValueError(f"reference point {ref_arr.tolist()} is not dominated by the front: no point is better than it "
+                         f"in every objective (the front's worst values are {pts.min(axis=0).tolist()}); "
+                         "pick a reference point below all of them")
+    pts = pareto_filter(pts[dominating])
     if pts.shape[0] == 0:
         return 0.0
     if m == 1:

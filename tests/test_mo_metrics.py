@@ -116,3 +116,11 @@ def test_igd():
     assert mo.igd([[0.0, 0.0], [3.0, 4.0]], [[3.0, 4.0], [0.0, 1.0]]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="finite"):
         mo.igd([[np.inf, 0.0]], [[0.0, 0.0]])
+
+
+def test_reference_point_not_dominated_by_the_front_is_an_error_when_strict():
+    front = [[1.0, 2.0], [2.0, 1.0]]
+    assert mo.hypervolume(front, [3.0, 3.0]) == 0.0  # an agent's poor front may score 0
+    with pytest.raises(ValueError, match="not dominated by the front"):
+        mo.hypervolume(front, [3.0, 3.0], strict=True)
+    assert mo.hypervolume(front, [0.0, 0.0], strict=True) == 3.0
