@@ -615,6 +615,8 @@ def list_entries() -> str:
                      f"datasets {', '.join(entry.kinds)}]")
     lines.append(f"{reproduce_d4rl.NAME:<20} {reproduce_d4rl.TITLE} [needs --data FILE or --minari ID; "
                  f"see `scripts/reproduce.py {reproduce_d4rl.NAME} --help`]")
+    lines.append(f"{'her-bitflip':<20} HER bit flipping: DQN vs DQN+HER success rate over n "
+                 "[see `scripts/reproduce.py her-bitflip --help`]")
     return "\n".join(lines)
 
 
@@ -640,10 +642,13 @@ def parse_args(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from scripts import reproduce_d4rl
+    from scripts import reproduce_d4rl, reproduce_goal
 
     if argv and argv[0] == reproduce_d4rl.NAME:  # its own flags: the data files the user supplies
         return reproduce_d4rl.main(argv[1:], sys.modules[__name__])
+    if argv and argv[0] in reproduce_goal.ENTRIES:  # its own flags (--ns, --cycles, --seeds, --quick)
+        reproduce_goal.main(argv)
+        return 0
     args = parse_args(argv)
     if args.list:
         print(list_entries())

@@ -2,5 +2,26 @@
 each env has a pure ``compute_reward(achieved_goal, desired_goal)`` and reports ``info["success"]``.
 
 ``REGISTRY`` maps each public id to a factory ``(**kwargs) -> gymnax Environment``.
+
+* ``BitFlipping-v0``: the HER paper's bit-flipping task with n = 10 bits; ``n`` is a constructor
+  override (``jaxrl.envs.make("BitFlipping-v0", n=20)``).
+* ``BitFlipping-<n>-v0`` for the n of the HER paper's Fig. 1 sweep (5, 8, 10, 15, 20, 30, 40, 50),
+  so that a command line (``--env BitFlipping-20-v0``) can pick n.
+* ``FourRoomsGoal-v0``: the four-rooms gridworld with a goal cell sampled at every reset.
 """
-REGISTRY: dict = {}
+from envs.goal_conditioned.bit_flipping import BitFlipping
+from envs.goal_conditioned.four_rooms_goal import FourRoomsGoal
+
+BIT_FLIPPING_SIZES = (5, 8, 10, 15, 20, 30, 40, 50)
+
+
+def _bit_flipping(default_n: int):
+    def factory(n: int = default_n, **kwargs):
+        return BitFlipping(n=n, **kwargs)
+
+    return factory
+
+
+REGISTRY: dict = {"BitFlipping-v0": _bit_flipping(10)}
+REGISTRY.update({f"BitFlipping-{n}-v0": _bit_flipping(n) for n in BIT_FLIPPING_SIZES})
+REGISTRY["FourRoomsGoal-v0"] = FourRoomsGoal
