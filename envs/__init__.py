@@ -4,7 +4,7 @@ Each module imports only jax and gymnax. ``REGISTRY`` maps a public id to a fact
 ``(**constructor_kwargs) -> gymnax Environment``; ``jaxrl.envs.make`` serves these ids
 next to gymnax's own.
 """
-from envs import goal_conditioned, multi_objective, safe
+from envs import goal_conditioned, model_based, multi_objective, safe
 from envs.probes import PROBE_IDS, ProbeEnv
 
 
@@ -18,7 +18,7 @@ for _kind, _id in PROBE_IDS.items():
     REGISTRY[_id + "-Continuous"] = _probe(_kind, True)
 
 # Each family package keeps its own registry, so adding an env touches only its family folder.
-for _family in (safe, goal_conditioned, multi_objective):
+for _family in (safe, goal_conditioned, multi_objective, model_based):
     _clash = REGISTRY.keys() & _family.REGISTRY.keys()
     if _clash:
         raise RuntimeError(f"env ids registered twice: {sorted(_clash)}")
