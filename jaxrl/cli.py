@@ -774,6 +774,23 @@ def _plot(out: Path, x: str = "env_steps") -> None:
         print(f"warning: could not draw {out / 'front.png'}: {err}", file=sys.stderr)
 
 
+def _family_summary(runs: list[dict]) -> str:
+    """The headline numbers of the safe, goal-conditioned and multi-objective families, averaged over
+    all runs, for the final line (success rate, episode cost and the fraction over the limit,
+    hypervolume ratio to the true front)."""
+    parts = []
+    for key, name, fmt in (("eval_success", "success", ".2f"), ("eval_cost", "cost", ".2f"),
+                           ("eval_over_limit", "over limit", ".2f")):
+        values = [r[key] for r in runs if key in r]
+        if values:
+            parts.append(f"{name} {np.mean(values):{fmt}}")
+    ratios = [r["report"]["hypervolume_ratio"] for r in runs
+              if isinstance(r.get("report"), dict) and r["report"].get("hypervolume_ratio") is not None]
+    if ratios:
+        parts.append(f"hypervolume {np.mean(ratios):.2f} of the true front")
+    return (", " + ", ".join(parts)) if parts else ""
+
+
 def _print_summary(summary: dict, grid) -> None:
     label = f"{summary['algorithm']} {summary['env']}"
     groups = summary["sweep"] or [{"sweep": {}, "eval_return": summary["eval_return"]}]
@@ -796,8 +813,9 @@ def _print_summary(summary: dict, grid) -> None:
         work = (f"{summary['env_steps_total']:,} env steps in {summary['train_time_s']:.1f}s "
                 f"({summary['steps_per_second']:,.0f} steps/s)")
         label += ":"
+    family = _family_summary(summary["runs"])
     print(f"{label} eval return {s['mean']:.2f} (IQM {s['iqm']:.2f}, 95% CI [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]) "
-          f"over {s['n']} runs{where} | {work}, compile {summary['compile_time_s']:.1f}s, "
+          f"over {s['n']} runs{where}{family} | {work}, compile {summary['compile_time_s']:.1f}s, "
           f"wall {summary['wall_time_s']:.1f}s | {summary['out']}", flush=True)
 
 

@@ -617,6 +617,10 @@ def list_entries() -> str:
                  f"see `scripts/reproduce.py {reproduce_d4rl.NAME} --help`]")
     lines.append(f"{'her-bitflip':<20} HER bit flipping: DQN vs DQN+HER success rate over n "
                  "[see `scripts/reproduce.py her-bitflip --help`]")
+    from scripts import reproduce_safe
+
+    lines.append(f"{reproduce_safe.NAME:<20} {reproduce_safe.TITLE} [own flags; "
+                 f"see `scripts/reproduce.py {reproduce_safe.NAME} --help`]")
     return "\n".join(lines)
 
 
@@ -642,13 +646,15 @@ def parse_args(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from scripts import reproduce_d4rl, reproduce_goal
+    from scripts import reproduce_d4rl, reproduce_goal, reproduce_safe
 
     if argv and argv[0] == reproduce_d4rl.NAME:  # its own flags: the data files the user supplies
         return reproduce_d4rl.main(argv[1:], sys.modules[__name__])
     if argv and argv[0] in reproduce_goal.ENTRIES:  # its own flags (--ns, --cycles, --seeds, --quick)
         reproduce_goal.main(argv)
         return 0
+    if argv and argv[0] == reproduce_safe.NAME:  # its own flags: CMDP sizes, cost-limit rule, budget
+        return reproduce_safe.main(argv[1:], sys.modules[__name__])
     args = parse_args(argv)
     if args.list:
         print(list_entries())
@@ -660,7 +666,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.name in reproduce_offline.ENTRIES:
         return reproduce_offline.run_entry(args.name, reproduce_offline.ENTRIES[args.name], args, argv, sys.modules[__name__])
     if args.name not in ENTRIES:
-        names = ", ".join([*ENTRIES, *reproduce_offline.ENTRIES, reproduce_d4rl.NAME])
+        names = ", ".join([*ENTRIES, *reproduce_offline.ENTRIES, reproduce_d4rl.NAME, *reproduce_goal.ENTRIES,
+                           reproduce_safe.NAME])
         raise SystemExit(f"error: unknown entry {args.name!r}; entries: {names}\n" + list_entries())
     entry = ENTRIES[args.name]
     cases = select_cases(entry, args.cases.split(",") if args.cases else None)

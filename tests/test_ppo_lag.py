@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 
 from agents.safe import ppo_lag, ppo_pid_lag
+from gymnax.wrappers.purerl import GymnaxWrapper
+
+from jaxrl import envs
 from jaxrl.cli import RunOptions, load_run, train_and_evaluate
 from jaxrl.config import ConfigError
 from jaxrl.io import read_jsonl
@@ -50,13 +53,22 @@ def test_cost_gae_bootstraps_through_truncation_not_termination():
     np.testing.assert_allclose(adv[0, 0], 1 + 0.5 + 0.25 * 6.0)
 
 
+class ZeroCost(GymnaxWrapper):
+    """A cost-free env made explicit: ``info["cost"] = 0`` at every step."""
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, info = self._env.step(key, state, action, params)
+        return obs, state, reward, terminated, truncated, {**info, "cost": jnp.zeros_like(reward)}
+
+
 def test_lambda_moves_only_after_an_episode_completes():
-    """Probe-Constant is truncated every 10 steps and has no cost: with 4 steps per rollout, the first
+    """Probe-Constant is truncated every 10 steps and costs nothing (``ZeroCost``): with 4 steps per rollout, the first
     two iterations see no completed episode (λ stays exactly λ0 = 0.001); the third sees the
     episodes end at step 10, cost 0 < limit, and one Adam step takes λ to max(0, 0.001 − 0.035) = 0."""
     config = ppo_lag.Config(env="Probe-Constant", total_timesteps=4 * 4 * 3, num_envs=4, num_steps=4,
                             num_minibatches=2, update_epochs=1, hidden_size=8)
-    _, metrics = jax.jit(ppo_lag.make_train(config))(jax.random.PRNGKey(0))
+    probe, probe_params = envs.make("Probe-Constant")
+    _, metrics = jax.jit(ppo_lag.make_train(config, env=ZeroCost(probe), env_params=probe_params))(jax.random.PRNGKey(0))
     np.testing.assert_array_equal(metrics["episodes"], [0, 0, 4])
     np.testing.assert_allclose(metrics["lambda"], [0.001, 0.001, 0.0], rtol=1e-6)
     assert np.isnan(metrics["episode_cost"][0]) and metrics["episode_cost"][2] == 0.0
@@ -79,10 +91,11 @@ def test_env_without_cost_is_a_clear_error(agent):
 
 
 def test_continuous_actions():
-    """The Gaussian path: trains on a continuous probe (no cost) and acts inside the bounds."""
+    """The Gaussian path: trains on a continuous probe (zero cost) and acts inside the bounds."""
     config = ppo_lag.Config(env="Probe-Action-Continuous", total_timesteps=16 * 16 * 40, num_envs=16, num_steps=16,
                             num_minibatches=2, update_epochs=4, hidden_size=16, lr=3e-3, anneal_lr=False)
-    trainer = ppo_lag.make_train(config)
+    probe, probe_params = envs.make("Probe-Action-Continuous")
+    trainer = ppo_lag.make_train(config, env=ZeroCost(probe), env_params=probe_params)
     state, metrics = jax.jit(jax.vmap(trainer))(keys(range(2)))
     actions = np.asarray(jax.vmap(trainer.act, in_axes=(0, None, None))(state, jnp.zeros((1, 1)), jax.random.PRNGKey(0)))
     assert actions.shape == (2, 1, 1) and (np.abs(actions) <= 1).all()

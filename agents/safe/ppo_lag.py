@@ -223,8 +223,12 @@ class TrainState(NamedTuple):
     key: jax.Array
 
 
-def make_env(config: Config):
-    env, env_params = envs.make(config.env)
+def make_env(config: Config, env=None, env_params=None):
+    """The env of ``config.env``, or ``env``/``env_params`` when given (e.g. one CMDP of a batch whose
+    arrays are traced, ``scripts/reproduce_safe.py``), wrapped for training."""
+    if env is None:
+        env, env_params = envs.make(config.env)
+    env_params = env.default_params if env_params is None else env_params
     envs.require_cost(config.env, env, env_params, "PPO-Lagrangian")
     discrete = envs.is_discrete(env, env_params)
     flat = FlattenObservation(env) if len(env.observation_space(env_params).shape) > 1 else env
@@ -249,10 +253,11 @@ def validate(config: Config) -> None:
             f"(num_envs * num_steps = {config.batch_size})")
 
 
-def make_train(config: Config, network: nn.Module | None = None) -> Trainer:
-    """Build the PPO-Lagrangian trainer. ``network`` replaces ``ActorCritics`` (same four outputs)."""
+def make_train(config: Config, network: nn.Module | None = None, env=None, env_params=None) -> Trainer:
+    """Build the PPO-Lagrangian trainer. ``network`` replaces ``ActorCritics`` (same four outputs).
+    ``env``/``env_params`` replace the env of ``config.env`` when given."""
     validate(config)
-    env, env_params, wrapped, discrete = make_env(config)
+    env, env_params, wrapped, discrete = make_env(config, env, env_params)
     obs_shape = (int(np.prod(env.observation_space(env_params).shape)),)
     action_space = env.action_space(env_params)
     action_dim = action_space.n if discrete else int(np.prod(action_space.shape))
