@@ -532,7 +532,8 @@ def train_and_evaluate(
     if jax.process_index() == 0:
         write_json_atomic(out / "summary.json", summary)
         if options.plot:
-            _plot(out, x="update" if offline else "env_steps")
+            has_front = any((r.get("report") or {}).get("front") for r in summary["runs"])
+            _plot(out, x="update" if offline else "env_steps", front=has_front)
         _print_summary(summary, grid)
     return summary
 
@@ -716,7 +717,7 @@ def _summary(algorithm, env_id, config_dict, options, grid, runs, results, rows,
             "eval_return": per_run_return[r].tolist(),
             "eval_length": float(np.asarray(results["length"][r]).mean()),
         }
-        cost_limit = config_dict.get("cost_limit") if isinstance(config_dict, dict) else None
+        cost_limit = config_dict.get("cost_limit")  # safe agents
         if np.asarray(results["cost"]).any() or cost_limit is not None:  # a safe agent reports cost 0 too
             entry["eval_cost"] = float(np.asarray(results["cost"][r]).mean())
         if cost_limit is not None:
@@ -756,20 +757,21 @@ def _summary(algorithm, env_id, config_dict, options, grid, runs, results, rows,
     return summary
 
 
-def _plot(out: Path, x: str = "env_steps") -> None:
-    """OUT/curves.png; a plotting problem is reported, never allowed to lose a finished run."""
+def _plot(out: Path, x: str = "env_steps", front: bool = False) -> None:
+    """OUT/curves.png, and OUT/front.png for a multi-objective run (``front``); a plotting problem is
+    reported, never allowed to lose a finished run."""
     try:
         from jaxrl.plotting import plot_runs
 
         plot_runs([out], out=out / "curves.png", x=x)
     except Exception as err:  # noqa: BLE001 - the results are already written
         print(f"warning: could not draw {out / 'curves.png'}: {err}", file=sys.stderr)
+    if not front:
+        return
     try:
         from jaxrl.plotting import plot_front
 
-        summary = json.loads((out / "summary.json").read_text())
-        if any((r.get("report") or {}).get("front") for r in summary.get("runs", [])):
-            plot_front(out)  # OUT/front.png: a multi-objective agent's fronts beside the true one
+        plot_front(out)  # OUT/front.png: a multi-objective agent's fronts beside the true one
     except Exception as err:  # noqa: BLE001
         print(f"warning: could not draw {out / 'front.png'}: {err}", file=sys.stderr)
 
