@@ -15,6 +15,31 @@ def train_seeds(trainer, dataset, seeds):
     return jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, dataset)
 
 
+def direct_run(make_train, config, dataset, seeds=(0, 1)):
+    """``config`` trained directly, the seeds in one jit(vmap) program: ``(trainer, run, keys, states,
+    metrics)``. The compiled ``run`` is returned too, so a dataset of the same shapes reuses it."""
+    trainer = make_train(config, dataset)
+    run = jax.jit(jax.vmap(trainer, in_axes=(0, None)))
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    states, metrics = run(keys, dataset)
+    return trainer, run, keys, states, metrics
+
+
+def cli_runs(tmp_path_factory, make_train, config, dataset, algorithm: str, num_updates: int):
+    """The same CLI command twice, 2 seeds each (the second compile comes from the persistent cache);
+    returns the two run folders."""
+    from jaxrl import cli
+
+    outs = []
+    for name in ("first", "second"):
+        out = tmp_path_factory.mktemp(algorithm) / name
+        options = cli.RunOptions(num_seeds=2, out=str(out), log_points=2, eval_episodes=2, quiet=True, plot=False)
+        summary = cli.train_and_evaluate(config, make_train, options, algorithm, dataset=dataset)
+        assert summary["updates_per_run"] == num_updates and np.isfinite(summary["normalized_score"]["mean"])
+        outs.append(out)
+    return outs
+
+
 def eval_returns(trainer, states, num_runs, episodes=8):
     keys = jnp.stack([jax.random.PRNGKey(100 + r) for r in range(num_runs)])
     result = jax.jit(jax.vmap(lambda s, k: evaluate_trainer(trainer, s, k, episodes)))(states, keys)

@@ -12,7 +12,7 @@ from agents.offline import awac
 from jaxrl import checkpoint, cli
 from jaxrl import data as data_lib
 from jaxrl.config import ConfigError
-from jaxrl.evaluation import evaluate_trainer
+import offline_checks
 from offline_checks import cartpole_like_dataset, eval_returns, probe_dataset, train_seeds, trees_equal
 from offline_data import pendulum_dataset
 
@@ -118,26 +118,12 @@ CLI_CONFIG = awac.Config(num_updates=40, batch_size=32, hidden_size=32)
 
 @pytest.fixture(scope="module")
 def direct_run(pendulum_expert):
-    """The CLI's configuration trained directly, seeds 0 and 1 in one jit(vmap) program; the compiled
-    function is returned too, so a dataset of the same shapes reuses it without compiling again."""
-    trainer = awac.make_train(CLI_CONFIG, pendulum_expert)
-    run = jax.jit(jax.vmap(trainer, in_axes=(0, None)))
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(2)])
-    states, metrics = run(keys, pendulum_expert)
-    return trainer, run, keys, states, metrics
+    return offline_checks.direct_run(awac.make_train, CLI_CONFIG, pendulum_expert)
 
 
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory, pendulum_expert):
-    """The same command twice, 2 seeds each (the second compile comes from the persistent cache)."""
-    outs = []
-    for name in ("first", "second"):
-        out = tmp_path_factory.mktemp("awac") / name
-        options = cli.RunOptions(num_seeds=2, out=str(out), log_points=2, eval_episodes=2, quiet=True, plot=False)
-        summary = cli.train_and_evaluate(CLI_CONFIG, awac.make_train, options, "awac", dataset=pendulum_expert)
-        assert summary["updates_per_run"] == 40 and np.isfinite(summary["normalized_score"]["mean"])
-        outs.append(out)
-    return outs
+    return offline_checks.cli_runs(tmp_path_factory, awac.make_train, CLI_CONFIG, pendulum_expert, "awac", 40)
 
 
 def test_same_seed_same_params(cli_runs, pendulum_expert):
