@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import datetime as _dt
 import importlib
 import shlex
@@ -208,8 +209,8 @@ def train_module(module_name: str, agents: Sequence[Agent], setup: Setup, env, p
     if not quiet:
         print(f"[{NAME}] {label}: compile {compile_s:.1f} s, train {train_s:.1f} s "
               f"({G * P * N * base.total_timesteps / train_s:,.0f} env steps/s)", flush=True)
-    network = module.ActorCritics(setup.num_actions, True, base.hidden_size, base.activation)
-    probs = jax.jit(jax.vmap(lambda p: policy_table(network, p, setup.num_states)))(out_params)
+    logits_fn = functools.partial(module.policy_logits, base)
+    probs = jax.jit(jax.vmap(lambda p: policy_table(logits_fn, p, setup.num_states)))(out_params)
     shape = (G, P, N)
     return {"configs": configs, "probs": np.asarray(probs, np.float64).reshape(shape + probs.shape[1:]),
             "metrics": {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in metrics.items()},
@@ -219,12 +220,15 @@ def train_module(module_name: str, agents: Sequence[Agent], setup: Setup, env, p
 # ----------------------------------------------------------------------------------------------
 # Exact scoring
 # ----------------------------------------------------------------------------------------------
-def policy_table(network, params, num_states: int):
-    """π(a|s) for every state: softmax of the actor's logits on the one-hot observations, (S, A)."""
+def policy_table(logits_fn, params, num_states: int):
+    """π(a|s) for every state: softmax of ``logits_fn(params, obs)`` on the one-hot observations, (S, A).
+
+    ``logits_fn`` is an agent module's ``policy_logits`` with its config bound.
+    """
     import jax
     import jax.numpy as jnp
 
-    logits = network.apply(params, jnp.eye(num_states, dtype=jnp.float32))[0]
+    logits = logits_fn(params, jnp.eye(num_states, dtype=jnp.float32))
     return jax.nn.softmax(logits, axis=-1)
 
 

@@ -139,6 +139,16 @@ class ActorCritics(nn.Module):
         return actor_out, log_std, value, cost_value
 
 
+def policy_logits(config: Config, params, obs):
+    """The actor's action logits for a batch of observations (discrete actions), from trained params.
+
+    Reads the policy off a run without rebuilding its Trainer, e.g. the per-state table of a tabular
+    CMDP policy in ``scripts/reproduce_safe.py``.
+    """
+    num_actions = params["params"]["actor_out"]["kernel"].shape[-1]
+    return ActorCritics(num_actions, True, config.hidden_size, config.activation).apply(params, obs)[0]
+
+
 def log_prob_and_entropy(actor_out, log_std, action, discrete: bool):
     """Log-probability of ``action`` and the policy entropy (categorical or diagonal Gaussian)."""
     if discrete:
