@@ -17,9 +17,12 @@ The limits. Per CMDP, one limit d = c_min + f · (c_unc − c_min) for every f o
 (then the constrained optimum spends exactly d); ``jaxrl.cmdp.solve`` gives the optimum V*, its
 cost and the multiplier λ* of each (CMDP, limit) pair, a "problem".
 
-The agents. PPO-Lag (``agents/safe/ppo_lag.py``), PPO-PID-Lag (``agents/safe/ppo_pid_lag.py``) and
-unconstrained PPO (``ppo_lag`` with ``lambda_init=0, lambda_lr=0``: λ stays 0), all with their
-defaults (OmniSafe's) except discount 1 for reward and cost (see above). For each agent file ONE
+The agents. PPO-Lag (``agents/safe/ppo_lag.py``), PPO-PID-Lag (``agents/safe/ppo_pid_lag.py``),
+CPO (``cpo.py``), FOCOPS (``focops.py``), P3O (``p3o.py``) and unconstrained PPO (``ppo_lag`` with
+``lambda_init=0, lambda_lr=0``: λ stays 0), all with their defaults (their papers' / OmniSafe's)
+except discount 1 for reward and cost (see above). Not here: Sauté PPO, whose policy also sees the
+remaining budget (not a stationary policy of the CMDP's states, so the LP's exact evaluation does
+not apply to it), and SAC-Lag (continuous actions only). For each agent file ONE
 compiled program trains every (agent variant x CMDP x cost limit x seed) run: the runs are one
 ``jax.vmap`` axis over the CMDP arrays (``EnvParams``), the cost limit (a float ``Config`` field,
 traced), the variant's float hyperparameters (λ0 and the λ learning rate, so PPO-Lag and
@@ -59,7 +62,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 NAME = "safe-tabular"
-TITLE = "PPO-Lag, PPO-PID-Lag and unconstrained PPO on random tabular CMDPs vs the exact LP optimum"
+TITLE = "PPO-Lag, PPO-PID-Lag, CPO, FOCOPS, P3O and unconstrained PPO on random tabular CMDPs vs the exact LP optimum"
 ENV_ID = "TabularCMDP-Geometric-v0"
 
 
@@ -75,6 +78,9 @@ AGENTS = (
     Agent("PPO-Lag", "agents.safe.ppo_lag"),
     Agent("PPO-PID-Lag", "agents.safe.ppo_pid_lag"),
     Agent("PPO (unconstrained)", "agents.safe.ppo_lag", {"lambda_init": 0.0, "lambda_lr": 0.0}),
+    Agent("CPO", "agents.safe.cpo"),
+    Agent("FOCOPS", "agents.safe.focops"),
+    Agent("P3O", "agents.safe.p3o"),
 )
 COMMON = {"env": ENV_ID, "gamma": 1.0, "cost_gamma": 1.0}
 """Discount 1: the geometric env's termination supplies γ (see the module docstring)."""
@@ -151,7 +157,9 @@ def make_trainer(module, config, env, env_params):
 
 
 def agent_config(module, agent: Agent, quick: bool, total_timesteps: int | None):
-    overrides = {**COMMON, **agent.overrides, **(QUICK if quick else {})}
+    fields = {f.name for f in dataclasses.fields(module.Config)}
+    quick_overrides = {k: v for k, v in QUICK.items() if k in fields} if quick else {}
+    overrides = {**COMMON, **agent.overrides, **quick_overrides}
     if total_timesteps is not None:
         overrides["total_timesteps"] = total_timesteps
     return module.Config(**overrides)
@@ -284,6 +292,13 @@ def _ci(values, digits: int = 2, bold: bool = False) -> str:
     return f"{'**' + mean + '**' if bold else mean} [{s['ci95'][0]:.{digits}f}, {s['ci95'][1]:.{digits}f}]"
 
 
+def _mean_finite(values, digits: int = 3) -> str:
+    """Mean of the finite values ("n/a" if none: e.g. CPO's ν is NaN after a recovery step)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return f"{v.mean():.{digits}f}" if v.size else "n/a"
+
+
 def aggregate(rows: list[dict], agent: str, key: str, fraction: float | None = None) -> np.ndarray:
     """Per seed, the mean of ``key`` over the problems (of one limit fraction, if given)."""
     mine = [r for r in rows if r["agent"] == agent and (fraction is None or r["fraction"] == fraction)]
@@ -336,7 +351,7 @@ def render(agents: Sequence[Agent], setup: Setup, optima: list[dict], trained: d
              f"steps per run ({first.num_envs} envs x {first.num_steps} steps per iteration), {runs} runs; per agent "
              "file ONE compiled program (`jax.vmap` over variant x CMDP arrays x cost limit x key); the agents' "
              "defaults (OmniSafe's) except discount 1 for reward and cost"
-             + (f" and the --quick overrides {QUICK}" if quick else ""),
+             + (f" and the --quick overrides {QUICK} (where an agent's Config has the field)" if quick else ""),
              "- Score: exact V_r and V_c (`jaxrl.cmdp.evaluate`) of each run's final stochastic policy, read off the "
              "actor on the S one-hot observations; no sampling. Value gap = 100·(V* − V_r)/V* with V* the LP "
              "optimum under the same limit. Mean and 95% percentile-bootstrap CI over seeds.",
@@ -370,7 +385,7 @@ def render(agents: Sequence[Agent], setup: Setup, optima: list[dict], trained: d
                          f"{_ci(col('gap_pct'), 1, bold=True)} | {_ci(col('cost'))} | "
                          f"{_ci(col('cost_ratio'), 3, bold=True)} | {sum(col('met'))}/{len(mine)} | "
                          f"{np.nanmean(col('train_return')):.2f} / {np.nanmean(col('train_cost')):.2f} | "
-                         f"{np.mean(col('final_lambda')):.3f} |")
+                         f"{_mean_finite(col('final_lambda'))} |")
     lines += ["", "The training-curve column is the agents' own estimate: mean episode return/cost of the "
               "stochastic policy over the last 10% of the iterations (sampled episodes, so noisy).",
               "", "## Run time", "", "| agent file | runs in the program | compile (s) | train (s) | "
@@ -427,6 +442,8 @@ def parse_args(argv: Sequence[str]):
     parser = argparse.ArgumentParser(prog=f"scripts/reproduce.py {NAME}", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     d = Setup()
+    labels = [a.label for a in AGENTS]
+    parser.add_argument("--agents", default=None, help=f"comma-separated subset of: {', '.join(labels)} (default: all)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per agent, CMDP and limit (default 4; 2 with --quick)")
     parser.add_argument("--cmdps", type=int, default=None, help=f"random CMDPs (default {d.num_cmdps}; 2 with --quick)")
     parser.add_argument("--cmdp-seed", type=int, default=d.cmdp_seed, help="CMDP k is drawn with seed CMDP_SEED + k")
@@ -445,6 +462,10 @@ def parse_args(argv: Sequence[str]):
                         help=f"folder for {NAME}.md/.png (default: scripts/results, or the --out folder with --quick)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    chosen = [t.strip() for t in args.agents.split(",") if t.strip()] if args.agents else labels
+    if not chosen or len(set(chosen)) != len(chosen) or not set(chosen) <= set(labels):
+        parser.error(f"--agents must be distinct names from {labels}, got {args.agents!r}")
+    args.agents = [a for a in AGENTS if a.label in chosen]
     args.seeds = args.seeds if args.seeds is not None else (2 if args.quick else 4)
     args.cmdps = args.cmdps if args.cmdps is not None else (2 if args.quick else d.num_cmdps)
     if args.total_timesteps is None and not args.quick:
@@ -490,18 +511,18 @@ def main(argv: Sequence[str] | None = None, helpers=None) -> int:
     env = make_env(setup)
     trained = {}
     try:
-        for module_name in dict.fromkeys(a.module for a in AGENTS):
-            group = [a for a in AGENTS if a.module == module_name]
+        for module_name in dict.fromkeys(a.module for a in args.agents):
+            group = [a for a in args.agents if a.module == module_name]
             trained[module_name] = train_module(module_name, group, setup, env, params, optima, args.seeds,
                                                 args.quick, args.total_timesteps, args.quiet)
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
-    agents = [a for m in trained for a in AGENTS if a.module == m]
+    agents = [a for m in trained for a in args.agents if a.module == m]
     rows = score_runs(agents, trained, cmdps, optima)
     elapsed = time.perf_counter() - t0
     command = "python scripts/reproduce.py " + shlex.join([NAME, *argv])
     configs = {a.label: dataclasses.asdict(c) for m, t in trained.items()
-               for a, c in zip([a for a in AGENTS if a.module == m], t["configs"])}
+               for a, c in zip([a for a in args.agents if a.module == m], t["configs"])}
     write_json_atomic(out / f"{NAME}.json", {"setup": dataclasses.asdict(setup), "seeds": args.seeds, "optima": optima,
                                               "runs": rows, "command": command, "configs": configs})
     plot_path = plot(agents, rows, optima, setup, results_dir / f"{NAME}.png", args.quick)

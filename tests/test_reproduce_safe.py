@@ -95,16 +95,22 @@ def test_each_run_gets_its_own_cmdp():
 
 
 @pytest.mark.parametrize("argv", [["--limit-fractions", "0.5,1"], ["--limit-fractions", "0.5,0.5"],
-                                  ["--limit-fractions", "a"], ["--gamma", "1.0"], ["--seeds", "0"]])
+                                  ["--limit-fractions", "a"], ["--gamma", "1.0"], ["--seeds", "0"],
+                                  ["--agents", "PPO-Lag,Nope"], ["--agents", "CPO,CPO"]])
 def test_bad_arguments_are_refused(argv):
     with pytest.raises(SystemExit):
         rs.parse_args(argv)
 
 
+# Two agent files: PPO-Lag with its unconstrained variant (two variants in one program) and CPO (whose λ
+# is NaN after a recovery step); each agent's learning is checked in its own test file.
+QUICK_AGENTS = [a for a in rs.AGENTS if a.label in ("PPO-Lag", "PPO (unconstrained)", "CPO")]
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("safe-tabular")
-    assert rs.main(["--quick", "--out", str(out), "--quiet"]) == 0
+    assert rs.main(["--quick", "--agents", ",".join(a.label for a in QUICK_AGENTS), "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -118,10 +124,10 @@ def test_quick_run_writes_the_table_and_plot(quick_run):
     lines = text.splitlines()
     for k in range(2):
         for f in ("0.25", "0.75"):
-            for a in rs.AGENTS:
+            for a in QUICK_AGENTS:
                 assert sum(line.startswith(f"| {k} | {f} | {a.label} | ") for line in lines) == 1, (k, f, a.label)
             assert sum(re.match(rf"\| {k} \| [\d.]+ \| [\d.]+ / [\d.]+ \| {f} \| ", line) is not None for line in lines) == 1
-    for a in rs.AGENTS:   # aggregate: per limit fraction and over all
+    for a in QUICK_AGENTS:   # aggregate: per limit fraction and over all
         assert [line.split(" | ")[1] for line in lines if line.startswith(f"| {a.label} | ")] == ["0.25", "0.75", "all"]
     assert (quick_run / "safe-tabular.png").stat().st_size > 10_000
 
@@ -129,7 +135,7 @@ def test_quick_run_writes_the_table_and_plot(quick_run):
 def test_quick_run_numbers_are_consistent(quick_run):
     data = json.loads((quick_run / "safe-tabular.json").read_text())
     runs, optima = data["runs"], data["optima"]
-    assert len(runs) == 3 * 2 * 2 * 2 and {r["agent"] for r in runs} == {a.label for a in rs.AGENTS}
+    assert len(runs) == 3 * 2 * 2 * 2 and {r["agent"] for r in runs} == {a.label for a in QUICK_AGENTS}
     assert len(optima) == 2 * 2
     for r in runs:
         opt = optima[r["problem"]]
