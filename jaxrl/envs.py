@@ -162,6 +162,8 @@ def require_cost(env_id: str, env, env_params, algorithm: str) -> None:
 
     info = jax.eval_shape(one_step, jax.random.PRNGKey(0))
     if "cost" not in info:
-        safe_ids = sorted(i for i in project_envs.REGISTRY if i.startswith(("Safe", "TabularCMDP")))
+        from envs import safe
+
+        safe_ids = sorted(safe.REGISTRY)
         raise ConfigError(f"{algorithm} needs an env that reports a per-step cost in info['cost'], but {env_id} "
                           f"does not. Safe envs: {', '.join(safe_ids)}")
