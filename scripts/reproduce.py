@@ -617,10 +617,10 @@ def list_entries() -> str:
                  f"see `scripts/reproduce.py {reproduce_d4rl.NAME} --help`]")
     lines.append(f"{'her-bitflip':<20} HER bit flipping: DQN vs DQN+HER success rate over n "
                  "[see `scripts/reproduce.py her-bitflip --help`]")
-    from scripts import reproduce_safe
+    from scripts import reproduce_pointgoal, reproduce_safe
 
-    lines.append(f"{reproduce_safe.NAME:<20} {reproduce_safe.TITLE} [own flags; "
-                 f"see `scripts/reproduce.py {reproduce_safe.NAME} --help`]")
+    for module in (reproduce_safe, reproduce_pointgoal):
+        lines.append(f"{module.NAME:<20} {module.TITLE} [own flags; see `scripts/reproduce.py {module.NAME} --help`]")
     return "\n".join(lines)
 
 
@@ -646,7 +646,7 @@ def parse_args(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from scripts import reproduce_d4rl, reproduce_goal, reproduce_safe
+    from scripts import reproduce_d4rl, reproduce_goal, reproduce_pointgoal, reproduce_safe
 
     if argv and argv[0] == reproduce_d4rl.NAME:  # its own flags: the data files the user supplies
         return reproduce_d4rl.main(argv[1:], sys.modules[__name__])
@@ -655,6 +655,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if argv and argv[0] == reproduce_safe.NAME:  # its own flags: CMDP sizes, cost-limit rule, budget
         return reproduce_safe.main(argv[1:], sys.modules[__name__])
+    if argv and argv[0] == reproduce_pointgoal.NAME:  # its own flags: agents, levels, budget
+        return reproduce_pointgoal.main(argv[1:], sys.modules[__name__])
     args = parse_args(argv)
     if args.list:
         print(list_entries())
@@ -667,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return reproduce_offline.run_entry(args.name, reproduce_offline.ENTRIES[args.name], args, argv, sys.modules[__name__])
     if args.name not in ENTRIES:
         names = ", ".join([*ENTRIES, *reproduce_offline.ENTRIES, reproduce_d4rl.NAME, *reproduce_goal.ENTRIES,
-                           reproduce_safe.NAME])
+                           reproduce_safe.NAME, reproduce_pointgoal.NAME])
         raise SystemExit(f"error: unknown entry {args.name!r}; entries: {names}\n" + list_entries())
     entry = ENTRIES[args.name]
     cases = select_cases(entry, args.cases.split(",") if args.cases else None)
