@@ -18,11 +18,13 @@ The limits. Per CMDP, one limit d = c_min + f · (c_unc − c_min) for every f o
 cost and the multiplier λ* of each (CMDP, limit) pair, a "problem".
 
 The agents. PPO-Lag (``agents/safe/ppo_lag.py``), PPO-PID-Lag (``agents/safe/ppo_pid_lag.py``),
-CPO (``cpo.py``), FOCOPS (``focops.py``), P3O (``p3o.py``) and unconstrained PPO (``ppo_lag`` with
-``lambda_init=0, lambda_lr=0``: λ stays 0), all with their defaults (their papers' / OmniSafe's)
-except discount 1 for reward and cost (see above). Not here: Sauté PPO, whose policy also sees the
-remaining budget (not a stationary policy of the CMDP's states, so the LP's exact evaluation does
-not apply to it), and SAC-Lag (continuous actions only). For each agent file ONE
+CPO (``cpo.py``), FOCOPS (``focops.py``), P3O (``p3o.py``), Sauté PPO (``saute_ppo.py``) and
+unconstrained PPO (``ppo_lag`` with ``lambda_init=0, lambda_lr=0``: λ stays 0), all with their
+defaults (their papers' / OmniSafe's) except discount 1 for reward and cost (see above). Sauté PPO's
+policy also sees the remaining budget z, so it is not a stationary policy of the CMDP's states: its
+table is read at a full budget (z = 1) and the exact score is that of this stationary policy, an
+approximation of what Sauté plays (its training-curve columns are its actual episodes). Not here:
+SAC-Lag (continuous actions only). For each agent file ONE
 compiled program trains every (agent variant x CMDP x cost limit x seed) run: the runs are one
 ``jax.vmap`` axis over the CMDP arrays (``EnvParams``), the cost limit (a float ``Config`` field,
 traced), the variant's float hyperparameters (λ0 and the λ learning rate, so PPO-Lag and
@@ -62,7 +64,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 NAME = "safe-tabular"
-TITLE = "PPO-Lag, PPO-PID-Lag, CPO, FOCOPS, P3O and unconstrained PPO on random tabular CMDPs vs the exact LP optimum"
+TITLE = "PPO-Lag, PPO-PID-Lag, CPO, FOCOPS, P3O, Sauté PPO and unconstrained PPO on random tabular CMDPs vs the exact LP optimum"
 ENV_ID = "TabularCMDP-Geometric-v0"
 
 
@@ -81,6 +83,7 @@ AGENTS = (
     Agent("CPO", "agents.safe.cpo"),
     Agent("FOCOPS", "agents.safe.focops"),
     Agent("P3O", "agents.safe.p3o"),
+    Agent("Sauté PPO", "agents.safe.saute_ppo"),
 )
 COMMON = {"env": ENV_ID, "gamma": 1.0, "cost_gamma": 1.0}
 """Discount 1: the geometric env's termination supplies γ (see the module docstring)."""
