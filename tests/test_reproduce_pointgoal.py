@@ -49,7 +49,7 @@ def test_quick_run_writes_the_table_plot_and_curves(quick_run):
     for part in ("- Command: `python scripts/reproduce.py safe-pointgoal --quick", "- Machine:", "- Versions:",
                  "## Level 1, cost limit 25", "| PPO | ", "| PPO-Lag | ", "13 / 25.8 |",
                  "## Cost-limit sweep: PPO-Lag on level 1, trained in the same program", "## Findings",
-                 "| `agents/safe/ppo_lag.py` | 1 | 8 |", "![return and cost curves](safe-pointgoal.png)"):
+                 "| `agents/safe/ppo_lag.py` | 1 | 8 | 2,048 |", "![return and cost curves](safe-pointgoal.png)"):
         assert part in text, part
     assert (quick_run / "safe-pointgoal.png").stat().st_size > 10_000
     data = json.loads((quick_run / "safe-pointgoal.json").read_text())
