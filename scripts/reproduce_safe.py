@@ -431,7 +431,7 @@ def plot(agents: Sequence[Agent], rows: list[dict], optima: list[dict], setup: S
         ax.grid(True, axis="y", alpha=0.3)
         if i == 1:
             ax.set_xlabel("CMDP and limit fraction f (d = c_min + f (c_unc − c_min)); right: mean over CMDPs")
-            ax.legend(fontsize="small")
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.005, 1.0))
     fig.suptitle(f"{NAME}{' (--quick: meaningless)' if quick else ''}: exact evaluation of the final policies "
                  "(mean, 95% CI over seeds)", fontsize="medium")
     fig.tight_layout()
