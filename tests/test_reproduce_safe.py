@@ -152,9 +152,9 @@ def test_quick_run_numbers_are_consistent(quick_run):
 def test_pid_lagrangian_gets_near_the_lp_optimum_within_the_limit():
     """Learning check: PPO-PID-Lag on a small random CMDP (5 states, 3 actions, γ = 0.9, limit halfway
     between the least and the reward-optimal policy's cost) ends within 5% of the LP optimum's value
-    with its exact cost at most 5% over the limit (mean over 4 seeds, exact evaluation of the final
-    policies). The 5% on cost is the Lagrangian's own noise: λ is driven by sampled episode costs, so
-    the final iterate sits on either side of d (the reproduce entry's table reports both sides).
+    while its exact cost meets the limit (mean over 4 seeds, exact evaluation of the final policies;
+    single seeds may end slightly over d, as the reproduce entry's table shows: λ is driven by sampled
+    episode costs, so the last iterate sits on either side of d).
     """
     module = "agents.safe.ppo_pid_lag"
     setup = rs.Setup(num_cmdps=1, num_states=5, num_actions=3, limit_fractions=(0.5,))
@@ -167,5 +167,6 @@ def test_pid_lagrangian_gets_near_the_lp_optimum_within_the_limit():
     rows = rs.score_runs(agents, {module: result}, cmdps, optima)
     gap = np.mean([r["gap_pct"] for r in rows])
     cost_ratio = np.mean([r["cost_ratio"] for r in rows])
+    print(f"PPO-PID-Lag on a 5x3 CMDP: value gap {gap:.2f}%, V_c / d {cost_ratio:.3f}")
     assert gap < 5.0, (gap, cost_ratio)
-    assert cost_ratio <= 1.05, (gap, cost_ratio)
+    assert cost_ratio <= 1.0, (gap, cost_ratio)
