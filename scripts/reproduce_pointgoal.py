@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from scripts.reproduce_safe import _ci as _safe_ci, _mean_finite, _summary  # noqa: E402  (NaN-aware formatters)
+
 NAME = "safe-pointgoal"
 TITLE = "Constrained agents vs unconstrained PPO on PointGoal levels 1 and 2 at cost limit 25, and a cost-limit sweep"
 LIMIT = 25.0
@@ -195,22 +197,8 @@ def score(trained: list[dict]) -> list[dict]:
     return rows
 
 
-def _summary(values) -> dict:
-    from jaxrl import stats
-
-    v = np.asarray(values, np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return {"mean": float("nan"), "ci95": [float("nan"), float("nan")], "n": 0}
-    return stats.summarize(v)
-
-
 def _ci(values, digits: int = 1, bold: bool = False) -> str:
-    s = _summary(values)
-    if s["n"] == 0:
-        return "n/a (no episode completed)"
-    mean = f"{s['mean']:.{digits}f}"
-    return f"{'**' + mean + '**' if bold else mean} [{s['ci95'][0]:.{digits}f}, {s['ci95'][1]:.{digits}f}]"
+    return _safe_ci(values, digits, bold, empty="n/a (no episode completed)")
 
 
 def select(rows: list[dict], level: int, label: str) -> list[dict]:
@@ -297,7 +285,7 @@ def render(trained: list[dict], rows: list[dict], levels: Sequence[int], referen
             mine = [r for r in sweep if r["limit"] == lim]
             col = lambda key: [r[key] for r in mine]  # noqa: E731
             lines.append(f"| {lim:g} | {_ci(col('return'), bold=True)} | {_ci(col('cost'), bold=True)} | "
-                         f"{_ci(col('cost_ratio'), 2)} | {np.nanmean(col('final_lambda')):.3f} |")
+                         f"{_ci(col('cost_ratio'), 2)} | {_mean_finite(col('final_lambda'))} |")
         lines.append("")
     lines += ["## Findings", ""] + findings(rows, levels)
     lines += ["", "## Run time", "", "| agent file | level | runs in the program | env steps per run | compile (s) | "

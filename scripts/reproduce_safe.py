@@ -284,13 +284,21 @@ def score_runs(agents: Sequence[Agent], trained: dict, cmdps, optima: list[dict]
 # Report
 # ----------------------------------------------------------------------------------------------
 def _summary(values) -> dict:
+    """``jaxrl.stats.summarize`` of the finite values (mean and CI NaN, n 0, when there is none)."""
     from jaxrl import stats
 
-    return stats.summarize(np.asarray(values, np.float64))
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"mean": float("nan"), "ci95": [float("nan"), float("nan")], "n": 0}
+    return stats.summarize(v)
 
 
-def _ci(values, digits: int = 2, bold: bool = False) -> str:
+def _ci(values, digits: int = 2, bold: bool = False, empty: str = "n/a") -> str:
+    """"mean [lo, hi]" over the finite values (the mean in bold if asked); ``empty`` when there is none."""
     s = _summary(values)
+    if s["n"] == 0:
+        return empty
     mean = f"{s['mean']:.{digits}f}"
     return f"{'**' + mean + '**' if bold else mean} [{s['ci95'][0]:.{digits}f}, {s['ci95'][1]:.{digits}f}]"
 
