@@ -11,9 +11,10 @@ per step inside them (and, at level 2, touching a vase costs too), 1000-step epi
 
 The agents. Unconstrained PPO (``agents/safe/ppo_lag.py`` with λ0 = 0 and λ lr 0, so λ stays 0
 and it reports the same metrics), PPO-Lag, PPO-PID-Lag, CPO, FOCOPS, P3O, Sauté PPO and SAC-Lag,
-each with its file's defaults (its paper's / OmniSafe's). For every (agent file, level) ONE compiled
-program trains all of that file's runs: a ``jax.vmap`` axis over (variant x cost limit x seed), the
-variant's float overrides and the cost limit being traced ``Config`` fields. At level 1 the PPO-Lag
+each with its file's defaults (its paper's / OmniSafe's) except the settings ``AGENTS`` names (CPO's
+batch size; see there why). For every (agent file, setting, level) ONE compiled program trains all of
+its runs: a ``jax.vmap`` axis over (variant x cost limit x seed), the variant's float overrides and the
+cost limit being traced ``Config`` fields. At level 1 the PPO-Lag
 program also holds the cost-limit sweep (limits 10, 25 and 50): the sweep trains in the same program
 as the main comparison.
 
@@ -70,20 +71,36 @@ class Agent:
     """Float ``Config`` fields of this variant (traced: variants of one file share a program)."""
     max_timesteps: int | None = None
     """A cap on this agent's env steps per run (below ``--total-timesteps``), for agents too slow on CPU."""
+    setting: tuple = ()
+    """(field, value) pairs of non-float ``Config`` fields (shapes, modes): each setting is its own program."""
+
+    @property
+    def program(self) -> tuple:
+        """Runs with the same program key train in one compiled program."""
+        return (self.module, self.setting)
 
 
 AGENTS = (
     Agent("PPO", "agents.safe.ppo_lag", {"lambda_init": 0.0, "lambda_lr": 0.0}),
     Agent("PPO-Lag", "agents.safe.ppo_lag"),
     Agent("PPO-PID-Lag", "agents.safe.ppo_pid_lag"),
-    Agent("CPO", "agents.safe.cpo"),
+    Agent("CPO", "agents.safe.cpo", setting=(("num_envs", 32),)),
     Agent("FOCOPS", "agents.safe.focops"),
     Agent("P3O", "agents.safe.p3o"),
     Agent("Sauté PPO", "agents.safe.saute_ppo"),
-    Agent("SAC-Lag", "agents.safe.sac_lag", max_timesteps=100_000),
+    Agent("SAC-Lag", "agents.safe.sac_lag", max_timesteps=100_000,
+          setting=(("hidden_size", 64), ("buffer_size", 100_000))),
 )
-"""SAC-Lag makes one gradient step per env step (OmniSafe's update ratio) with 256x256 networks: about
-a thousand env steps per second per run on two CPU cores, so it is capped at 1e5 env steps."""
+"""CPO runs with batches of 32 envs x 256 steps (its default is OmniSafe's 8 x 256): its step is sized by
+in-sample estimates of the reward and cost gradients, which at 2048 samples (fewer than the actor's ~6 800
+parameters) are mostly noise; the paper used 50 000-sample batches. Measured on level 1 (1e6 steps, 2 seeds):
+with 2048-sample batches the episode cost swung between 26 and 63 to the end; with 8192 it settled at 18-44.
+With the paper's units (``constraint_units="per_step"``) the cost stayed at ~58 (8192) and ~77 (2048):
+see ``agents/safe/cpo.py``.
+
+SAC-Lag makes one gradient step per env step (OmniSafe's update ratio). With its 256x256 networks that
+ran at ~45 env steps/s for 2 seeds on this shared 2-core CPU, so here it has 64-unit layers and is
+capped at 1e5 env steps (its buffer sized to match: the same samples as the default 1e6 buffer)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,10 +130,11 @@ def runs_of(agents: Sequence[Agent], level: int, sweep: bool) -> list[Run]:
 # ----------------------------------------------------------------------------------------------
 # Training: one program per (agent file, level)
 # ----------------------------------------------------------------------------------------------
-def base_config(module, level: int, quick: bool, total_timesteps: int):
-    """The agent's defaults on ``PointGoal{level}-v0`` (plus the --quick overrides its Config has)."""
+def base_config(module, level: int, quick: bool, total_timesteps: int, setting: dict | None = None):
+    """The agent's defaults on ``PointGoal{level}-v0``, with the agent's ``setting`` (plus the --quick
+    overrides its Config has, which win)."""
     fields = {f.name for f in dataclasses.fields(module.Config)}
-    overrides = {k: v for k, v in QUICK.items() if k in fields} if quick else {}
+    overrides = {**(setting or {}), **({k: v for k, v in QUICK.items() if k in fields} if quick else {})}
     return module.Config(env=env_id(level), total_timesteps=total_timesteps, cost_limit=LIMIT, **overrides)
 
 
@@ -131,7 +149,7 @@ def train_program(module_name: str, runs: Sequence[Run], level: int, seeds: int,
 
     module = importlib.import_module(module_name)
     caps = [r.agent.max_timesteps for r in runs if r.agent.max_timesteps is not None]
-    base = base_config(module, level, quick, min([total_timesteps, *caps]))
+    base = base_config(module, level, quick, min([total_timesteps, *caps]), dict(runs[0].agent.setting))
     swept = sorted({k for r in runs for k in r.agent.overrides})
     for name in swept:
         if not isinstance(getattr(base, name), float):
@@ -256,8 +274,11 @@ def render(trained: list[dict], rows: list[dict], levels: Sequence[int], referen
              f"- Task: `PointGoal{{{','.join(map(str, levels))}}}-v0` (`envs/safe/point_goal.py`), 1000-step episodes, "
              f"cost limit d = {LIMIT:g} per episode",
              f"- Training: {seeds} seeds per run, {budget} env steps per run (per agent file: see the run-time table); "
-             "per (agent file, level) ONE "
+             "per (agent file, setting, level) ONE "
              "compiled program (`jax.vmap` over variant x cost limit x seed); every agent with its file's defaults"
+             + "".join(f"; {label} with {', '.join(f'{k}={v!r}' for k, v in setting)}"
+                       for label, setting in dict.fromkeys((r.agent.label, r.agent.setting)
+                                                           for t in trained for r in t["runs"]) if setting)
              + (f" and the --quick overrides where a Config has the field: {QUICK}" if quick else ""),
              "- Score: per seed, the mean over the last 10% of the iterations that completed an episode (the agents' "
              "own per-iteration episode statistics); mean and 95% percentile-bootstrap CI over seeds.",
@@ -292,7 +313,8 @@ def render(trained: list[dict], rows: list[dict], levels: Sequence[int], referen
               "train (s) | env steps/s (all runs) |", "|---|---|---|---|---|---|---|"]
     for t in trained:
         n = len(t["runs"]) * seeds
-        lines.append(f"| `{t['module'].replace('.', '/')}.py` | {t['level']} | {n} | {t['env_steps']:,} | "
+        setting = ", ".join(f"{k}={v!r}" for k, v in t["runs"][0].agent.setting)
+        lines.append(f"| `{t['module'].replace('.', '/')}.py`{f' ({setting})' if setting else ''} | {t['level']} | {n} | {t['env_steps']:,} | "
                      f"{t['compile_s']:.1f} | {t['train_s']:.1f} | {n * t['env_steps'] / t['train_s']:,.0f} |")
     lines += ["", f"![return and cost curves]({plot_name})", ""]
     return "\n".join(lines)
@@ -421,9 +443,9 @@ def main(argv: Sequence[str] | None = None, helpers=None) -> int:
     try:
         for level in args.levels:
             runs = runs_of(args.agents, level, sweep=not args.no_sweep)
-            for module_name in dict.fromkeys(r.agent.module for r in runs):
-                mine = [r for r in runs if r.agent.module == module_name]
-                trained.append(train_program(module_name, mine, level, args.seeds, args.total_timesteps, args.quick,
+            for program in dict.fromkeys(r.agent.program for r in runs):
+                mine = [r for r in runs if r.agent.program == program]
+                trained.append(train_program(program[0], mine, level, args.seeds, args.total_timesteps, args.quick,
                                              args.quiet))
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None

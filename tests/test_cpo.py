@@ -182,18 +182,20 @@ class ZeroCost(GymnaxWrapper):
         return obs, state, reward, terminated, truncated, {**info, "cost": jnp.zeros_like(reward)}
 
 
-def test_constraint_value_from_completed_episodes_only():
+@pytest.mark.parametrize("units, expected", [("per_step", [-25 / 4, -25 / 4, -2.5]), ("episode", [-25, -25, -25])])
+def test_constraint_value_from_completed_episodes_only(units, expected):
     """Probe-Constant-Continuous (Gaussian actor) is truncated every 10 steps and costs nothing. With 4 steps
-    per rollout, no episode completes in iterations 1-2: c = (0 − d)/num_steps = −25/4 (the documented
-    prior); in iteration 3 the episodes end at length 10: c = (0 − 25)/10. The cost gradient is exactly 0,
-    so every step is case 4 (TRPO) with ν = 0; the greedy action stays inside the action bounds."""
+    per rollout, no episode completes in iterations 1-2: J_c = 0 and T̄ = num_steps (the documented prior);
+    in iteration 3 the episodes end at length 10. Per step: c = (0 − d)/T̄ = −25/4, −25/4, −25/10; in
+    episode units c = 0 − d = −25 throughout. The cost gradient is exactly 0, so every step is case 4
+    (TRPO) with ν = 0; the greedy action stays inside the action bounds."""
     config = cpo.Config(env="Probe-Constant-Continuous", total_timesteps=4 * 4 * 3, num_envs=4, num_steps=4,
-                        critic_minibatch_size=8, critic_epochs=1, hidden_size=8)
+                        critic_minibatch_size=8, critic_epochs=1, hidden_size=8, constraint_units=units)
     probe, probe_params = envs.make("Probe-Constant-Continuous")
     trainer = cpo.make_train(config, env=ZeroCost(probe), env_params=probe_params)
     state, metrics = jax.jit(trainer)(jax.random.PRNGKey(0))
     np.testing.assert_array_equal(metrics["episodes"], [0, 0, 4])
-    np.testing.assert_allclose(metrics["constraint"], [-25 / 4, -25 / 4, -2.5], rtol=1e-6)
+    np.testing.assert_allclose(metrics["constraint"], expected, rtol=1e-6)
     np.testing.assert_array_equal(metrics["case"], [4, 4, 4])
     np.testing.assert_array_equal(metrics["lambda"], [0, 0, 0])
     assert (metrics["kl"] <= config.target_kl).all()

@@ -29,6 +29,19 @@ def test_the_sweep_rides_in_the_ppo_lag_program_of_level_1_only():
     assert len(rp.runs_of(rp.AGENTS[:2], level=1, sweep=False)) == 2
 
 
+def test_agents_with_a_setting_get_their_own_program_and_config():
+    """A setting (shape or mode fields) cannot be vmapped, so an agent with one gets a program of its own."""
+    from agents.safe import cpo
+
+    by_label = {a.label: a for a in rp.AGENTS}
+    other = rp.Agent("CPO (per-step c)", "agents.safe.cpo", setting=(("constraint_units", "per_step"),))
+    programs = {a.program for a in (by_label["PPO"], by_label["PPO-Lag"], by_label["CPO"], other)}
+    assert len(programs) == 3                                  # PPO and PPO-Lag share ppo_lag.py's program
+    config = rp.base_config(cpo, 1, False, 10_000, dict(by_label["CPO"].setting))
+    assert (config.num_envs, config.constraint_units, config.env) == (32, "episode", "PointGoal1-v0")
+    assert rp.base_config(cpo, 2, False, 10_000).num_envs == cpo.Config().num_envs
+
+
 @pytest.mark.parametrize("argv", [["--agents", "PPO,Nope"], ["--agents", "PPO,PPO"], ["--levels", "3"],
                                   ["--levels", "x"], ["--seeds", "0"], ["--total-timesteps", "0"]])
 def test_bad_arguments_are_refused(argv):

@@ -23,14 +23,27 @@ Cases (``case`` metric; the numbering of Achiam's and OmniSafe's code):
 
 with q = gᵀH⁻¹g, r = gᵀH⁻¹b, s = bᵀH⁻¹b, A = q − r²/s, B = 2δ − c²/s.
 
-Units of the constraint. The cost surrogate is the per-step mean of ratio · A_c (cost advantages
-centered, not scaled: scaling them would change b's units but not c's), so its change estimates
-(J_c(π') − J_c(π_k)) / T̄ for episodes of mean length T̄. The constraint value is therefore
-c = (J_c − d) / T̄, with J_c and T̄ the mean cost and length of the episodes that *completed* in the
-rollout, as OmniSafe's ``(EpCost − cost_limit) / EpLen``. When no episode completed in a rollout,
-the last known values are kept; before the first episode ends, J_c = 0 and T̄ = ``num_steps``
-(the constraint counts as satisfied). The reward advantages are standardized (the subproblem's
-solution does not depend on g's scale).
+Units of the constraint (``constraint_units``). Two conventions, both with J_c and T̄ the mean cost
+and length of the episodes that *completed* in the rollout (when none did, the last known values are
+kept; before the first episode ends, J_c = 0 and T̄ = ``num_steps``: the constraint counts as satisfied):
+
+* "per_step", the units of the paper's linearization: the cost surrogate is the per-step mean of
+  ratio · A_c with centered, unscaled cost advantages, so its change estimates (J_c(π') − J_c(π_k)) / T̄,
+  and c = (J_c − d) / T̄. The step then predicts the cost change it makes.
+* "episode" (default), OmniSafe's ``second_order/cpo.py``: c = J_c − d in episode-cost units and
+  standardized cost advantages. The units do not match, and |c| is so large against √(2δs) that B < 0
+  unless J_c is within a fraction of a cost unit of d: in effect, recovery steps (case 0, pure cost
+  decrease) while over the limit and TRPO steps (case 3) while under it.
+
+Why the default is OmniSafe's: the per-step form trusts the in-sample linear prediction of the cost
+change, and with 2048-sample batches (fewer samples than the 64x64 actor's parameters) that prediction
+is mostly fitted noise. On PointGoal1 (1e6 steps, 2 seeds) every step was a case-1 dual step predicting a
+cost decrease of about (J_c − d) per episode, and the cost stayed at ~77 (~58 with 8192-sample batches)
+while the return climbed to PPO's; the paper's experiments used 50 000-sample batches. The episode form
+brought the cost down to 26-63 (2048) and 18-44 (8192). Where the linearization holds (SafeCartPole with
+32-unit layers), the per-step form is the better controller: cost 1.5 and return 199 against cost 14
+and return 170 (``tests/test_cpo.py``). The reward advantages are standardized in both (the
+subproblem's solution does not depend on g's scale).
 
 Defaults are OmniSafe's ``CPO.yaml`` (Ji et al. 2023, "OmniSafe: An Infrastructure for Accelerating
 Safe Reinforcement Learning Research") where they map: target KL δ = 0.01, CG 15 iterations with
@@ -46,7 +59,8 @@ the line search rejected most constrained steps and the runs ended near cost 30 
 against cost 0 / return 200 with the sign derived here.
 
 Measured (``tests/test_cpo.py``, SafeCartPole-v0, limit 25, 81 920 steps, 32-unit layers, 6 seeds,
-second half of training): episode cost 1.5, return 199.4; unconstrained TRPO (limit 1e5) costs ~36.
+second half of training): episode cost 14.3, return 169.9 (per-step units: cost 1.5, return 199.4);
+unconstrained TRPO (limit 1e5) costs ~36.
 On random tabular CMDPs (``scripts/reproduce_safe.py``'s setup, 2 CMDPs x 3 limits x 2 seeds,
 81 920 steps, exact evaluation): every run meets its limit, mean V_c/d 0.89, value gap to the LP
 optimum 4.9%.
@@ -126,6 +140,10 @@ class Config:
     """Width of the two hidden layers of actor and critics."""
     activation: str = "tanh"
     """Hidden activation: tanh or relu."""
+    constraint_units: str = "episode"
+    """How the constraint value c and the cost gradient b are scaled (see the module docstring):
+    "episode" (OmniSafe's: c = J_c − d in episode-cost units, standardized cost advantages) or
+    "per_step" (c = (J_c − d)/T̄ and centered cost advantages: the units of the paper's linearization)."""
 
     @property
     def batch_size(self) -> int:
@@ -390,6 +408,8 @@ def validate(config: Config) -> None:
     for name in ("cg_damping", "critic_norm_coef"):
         require(getattr(config, name) >= 0, f"{name} must be >= 0, got {getattr(config, name)}")
     require(config.activation in ("tanh", "relu"), f"activation must be 'tanh' or 'relu', got {config.activation!r}")
+    require(config.constraint_units in ("episode", "per_step"),
+            f"constraint_units must be 'episode' or 'per_step', got {config.constraint_units!r}")
     require_divides("num_envs * num_steps", config.batch_size, "critic_minibatch_size", config.critic_minibatch_size)
     require(config.num_updates >= 1, f"total_timesteps={config.total_timesteps} is less than one rollout "
             f"(num_envs * num_steps = {config.batch_size})")
@@ -522,7 +542,9 @@ def make_train(config: Config, network: nn.Module | None = None, env=None, env_p
         ep_len, _ = constraints.completed_mean(stats["episode_length"], stats["episode_done"])
         ep_cost = jnp.where(any_done, ep_cost, state.episode_cost)
         ep_len = jnp.where(any_done, ep_len, state.episode_length)
-        c = (ep_cost - config.cost_limit) / jnp.maximum(ep_len, 1.0)
+        c = ep_cost - config.cost_limit
+        if config.constraint_units == "per_step":
+            c = c / jnp.maximum(ep_len, 1.0)
 
         # CALCULATE ADVANTAGES
         reward_adv, targets = gae(traj.reward, traj.value, traj.next_value, traj.terminated, traj.done,
@@ -534,6 +556,8 @@ def make_train(config: Config, network: nn.Module | None = None, env=None, env_p
         batch, reward_adv, cost_adv, targets, cost_targets = flat
         reward_adv = (reward_adv - reward_adv.mean()) / (reward_adv.std() + 1e-8)
         cost_adv = cost_adv - cost_adv.mean()
+        if config.constraint_units == "episode":
+            cost_adv = cost_adv / (cost_adv.std() + 1e-8)
 
         # UPDATE NETWORK: CPO step on the actor, then the critics
         params, actor_metrics = update_actor(state.params, batch, reward_adv, cost_adv, c)
