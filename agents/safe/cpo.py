@@ -61,9 +61,9 @@ against cost 0 / return 200 with the sign derived here.
 Measured (``tests/test_cpo.py``, SafeCartPole-v0, limit 25, 81 920 steps, 32-unit layers, 6 seeds,
 second half of training): episode cost 14.3, return 169.9 (per-step units: cost 1.5, return 199.4);
 unconstrained TRPO (limit 1e5) costs ~36.
-On random tabular CMDPs (``scripts/reproduce_safe.py``'s setup, 2 CMDPs x 3 limits x 2 seeds,
-81 920 steps, exact evaluation): every run meets its limit, mean V_c/d 0.89, value gap to the LP
-optimum 4.9%.
+On random tabular CMDPs (``safe-tabular``: 4 CMDPs x 3 limits x 4 seeds, 2e5 steps, exact evaluation,
+``scripts/results/safe-tabular-cpo.md``): 44 of 48 runs meet their limit (worst V_c/d 1.065), mean
+V_c/d 0.94, value gap to the LP optimum 3.1%; with per-step units: 48 of 48, V_c/d 0.92, gap 3.1%.
 
 Metrics per iteration (episode statistics over the episodes completed in that iteration's rollout,
 NaN if none): ``episode_return``, ``episode_cost``, ``episode_length``, ``over_limit``,
