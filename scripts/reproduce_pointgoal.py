@@ -12,7 +12,7 @@ per step inside them (and, at level 2, touching a vase costs too), 1000-step epi
 The agents. Unconstrained PPO (``agents/safe/ppo_lag.py`` with λ0 = 0 and λ lr 0, so λ stays 0
 and it reports the same metrics), PPO-Lag, PPO-PID-Lag, CPO, FOCOPS, P3O, Sauté PPO and SAC-Lag,
 each with its file's defaults (its paper's / OmniSafe's) except the settings ``AGENTS`` names (CPO's
-batch size; see there why). For every (agent file, setting, level) ONE compiled program trains all of
+batch size, SAC-Lag's layer width and budget; see there why). For every (agent file, setting, level) ONE compiled program trains all of
 its runs: a ``jax.vmap`` axis over (variant x cost limit x seed), the variant's float overrides and the
 cost limit being traced ``Config`` fields. At level 1 the PPO-Lag
 program also holds the cost-limit sweep (limits 10, 25 and 50): the sweep trains in the same program
@@ -128,7 +128,7 @@ def runs_of(agents: Sequence[Agent], level: int, sweep: bool) -> list[Run]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Training: one program per (agent file, level)
+# Training: one program per (agent file, setting, level)
 # ----------------------------------------------------------------------------------------------
 def base_config(module, level: int, quick: bool, total_timesteps: int, setting: dict | None = None):
     """The agent's defaults on ``PointGoal{level}-v0``, with the agent's ``setting`` (plus the --quick
