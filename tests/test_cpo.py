@@ -170,6 +170,8 @@ def test_bad_config_fails_before_compiling():
         cpo.make_train(cpo.Config(target_kl=0.0))
     with pytest.raises(ConfigError, match="divisible by critic_minibatch_size"):
         cpo.make_train(cpo.Config(critic_minibatch_size=100))
+    with pytest.raises(ConfigError, match="constraint_units must be 'episode' or 'per_step', got 'step'"):
+        cpo.make_train(cpo.Config(constraint_units="step"))
     with pytest.raises(ConfigError, match=r"needs an env that reports a per-step cost in info\['cost'\], but CartPole-v1"):
         cpo.make_train(cpo.Config(env="CartPole-v1"))
 
