@@ -62,7 +62,7 @@ Measured (``tests/test_cpo.py``, SafeCartPole-v0, limit 25, 81 920 steps, 32-uni
 second half of training): episode cost 14.3, return 169.9 (per-step units: cost 1.5, return 199.4);
 unconstrained TRPO (limit 1e5) costs ~36.
 On random tabular CMDPs (``safe-tabular``: 4 CMDPs x 3 limits x 4 seeds, 2e5 steps, exact evaluation,
-``scripts/results/safe-tabular-cpo.md``): 44 of 48 runs meet their limit (worst V_c/d 1.065), mean
+``scripts/results/safe-tabular.md``): 44 of 48 runs meet their limit (worst V_c/d 1.065), mean
 V_c/d 0.94, value gap to the LP optimum 3.1%; with per-step units: 48 of 48, V_c/d 0.92, gap 3.1%.
 
 Metrics per iteration (episode statistics over the episodes completed in that iteration's rollout,
