@@ -75,6 +75,11 @@ class Agent:
     """(field, value) pairs of non-float ``Config`` fields (shapes, modes): each setting is its own program."""
 
     @property
+    def setting_text(self) -> str:
+        """The setting as the report writes it, e.g. "num_envs=32"."""
+        return ", ".join(f"{k}={v!r}" for k, v in self.setting)
+
+    @property
     def program(self) -> tuple:
         """Runs with the same program key train in one compiled program."""
         return (self.module, self.setting)
@@ -276,9 +281,8 @@ def render(trained: list[dict], rows: list[dict], levels: Sequence[int], referen
              f"- Training: {seeds} seeds per run, {budget} env steps per run (per agent file: see the run-time table); "
              "per (agent file, setting, level) ONE "
              "compiled program (`jax.vmap` over variant x cost limit x seed); every agent with its file's defaults"
-             + "".join(f"; {label} with {', '.join(f'{k}={v!r}' for k, v in setting)}"
-                       for label, setting in dict.fromkeys((r.agent.label, r.agent.setting)
-                                                           for t in trained for r in t["runs"]) if setting)
+             + "".join(f"; {label} with {text}" for label, text in dict.fromkeys(
+                 (r.agent.label, r.agent.setting_text) for t in trained for r in t["runs"]) if text)
              + (f" and the --quick overrides where a Config has the field: {QUICK}" if quick else ""),
              "- Score: per seed, the mean over the last 10% of the iterations that completed an episode (the agents' "
              "own per-iteration episode statistics); mean and 95% percentile-bootstrap CI over seeds.",
@@ -313,7 +317,7 @@ def render(trained: list[dict], rows: list[dict], levels: Sequence[int], referen
               "train (s) | env steps/s (all runs) |", "|---|---|---|---|---|---|---|"]
     for t in trained:
         n = len(t["runs"]) * seeds
-        setting = ", ".join(f"{k}={v!r}" for k, v in t["runs"][0].agent.setting)
+        setting = t["runs"][0].agent.setting_text
         lines.append(f"| `{t['module'].replace('.', '/')}.py`{f' ({setting})' if setting else ''} | {t['level']} | {n} | {t['env_steps']:,} | "
                      f"{t['compile_s']:.1f} | {t['train_s']:.1f} | {n * t['env_steps'] / t['train_s']:,.0f} |")
     lines += ["", f"![return and cost curves]({plot_name})", ""]
