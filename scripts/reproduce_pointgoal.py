@@ -12,7 +12,7 @@ per step inside them (and, at level 2, touching a vase costs too), 1000-step epi
 The agents. Unconstrained PPO (``agents/safe/ppo_lag.py`` with λ0 = 0 and λ lr 0, so λ stays 0
 and it reports the same metrics), PPO-Lag, PPO-PID-Lag, CPO, FOCOPS, P3O, Sauté PPO and SAC-Lag,
 each with its file's defaults (its paper's / OmniSafe's) except the settings ``AGENTS`` names (CPO's
-batch size, SAC-Lag's layer width and budget; see there why). For every (agent file, setting, level) ONE compiled program trains all of
+batch size, SAC-Lag's width, envs, α tuning, reward scale and budget; see there why). For every (agent file, setting, level) ONE compiled program trains all of
 its runs: a ``jax.vmap`` axis over (variant x cost limit x seed), the variant's float overrides and the
 cost limit being traced ``Config`` fields. At level 1 the PPO-Lag
 program also holds the cost-limit sweep (limits 10, 25 and 50): the sweep trains in the same program
@@ -73,6 +73,8 @@ class Agent:
     """A cap on this agent's env steps per run (below ``--total-timesteps``), for agents too slow on CPU."""
     setting: tuple = ()
     """(field, value) pairs of non-float ``Config`` fields (shapes, modes): each setting is its own program."""
+    note: str = ""
+    """What the findings should say about this agent beside its numbers (e.g. a failure others report too)."""
 
     @property
     def setting_text(self) -> str:
@@ -93,8 +95,12 @@ AGENTS = (
     Agent("FOCOPS", "agents.safe.focops"),
     Agent("P3O", "agents.safe.p3o"),
     Agent("Sauté PPO", "agents.safe.saute_ppo"),
-    Agent("SAC-Lag", "agents.safe.sac_lag", max_timesteps=100_000,
-          setting=(("hidden_size", 64), ("buffer_size", 100_000))),
+    Agent("SAC-Lag", "agents.safe.sac_lag", {"reward_scale": 10.0}, max_timesteps=400_000,
+          setting=(("num_envs", 4), ("autotune", True), ("hidden_size", 64), ("buffer_size", 100_000)),
+          note="Off-policy Lagrangian SAC is a known failure on Safety Gym's PointGoal1: the Safety Gym paper and "
+               "OmniSafe's benchmark report no off-policy agent on it, and users of both code bases report costs that "
+               "do not come down (openai/safety-starter-agents#4, PKU-Alignment/omnisafe#378), blamed on inaccurate, "
+               "volatile cost Q-estimates that the multiplier then chases."),
 )
 """CPO runs with batches of 32 envs x 256 steps (its default is OmniSafe's 8 x 256): its step is sized by
 in-sample estimates of the reward and cost gradients, which at 2048 samples (fewer than the actor's ~6 800
@@ -103,9 +109,14 @@ with 2048-sample batches the episode cost swung between 26 and 63 to the end; wi
 With the paper's units (``constraint_units="per_step"``) the cost stayed at ~58 (8192) and ~77 (2048):
 see ``agents/safe/cpo.py``.
 
-SAC-Lag makes one gradient step per env step (OmniSafe's update ratio). With its 256x256 networks that
-ran at ~45 env steps/s for 2 seeds on this shared 2-core CPU, so here it has 64-unit layers and is
-capped at 1e5 env steps (its buffer sized to match: the same samples as the default 1e6 buffer)."""
+SAC-Lag: OmniSafe's update ratio (one gradient step per env step) with its 256x256 networks ran at ~45
+env steps/s for 2 seeds on this shared 2-core CPU, so here it has 64-unit layers, 4 envs with one gradient
+step per vector step (1e5 gradient steps in its 4e5 env steps) and a 1e5 buffer. Its file's fixed α = 0.2
+(OmniSafe's) drowns PointGoal's reward (at most ~0.03 per step): the policy stayed uniform (entropy 1.35,
+return 0 after 1.8e5 steps), so here α is tuned (Haarnoja et al. 2018b) and the reward scaled by 10
+(SAC's reward scale, Haarnoja et al. 2018a). Measured on level 1 (2 seeds, λ held at 0): return 23.7 after
+2e5 env steps, PPO's final return, at a cost of 51-75. With λ learned the cost did not settle (0 to 290
+per episode from one checkpoint to the next up to 3.2e5 steps, λ still rising at 1.2-1.5): see ``Agent.note``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,6 +260,9 @@ def findings(rows: list[dict], levels: Sequence[int]) -> list[str]:
                      f", return {ret['mean']:.1f}")
             out.append(f"  - {label}: cost {cost['mean']:.1f} [{cost['ci95'][0]:.1f}, {cost['ci95'][1]:.1f}], "
                        f"{where} the limit{lower}.")
+            note = next((a.note for a in AGENTS if a.label == mine[0]["agent"] and a.note), "")
+            if note and where == "over":
+                out.append(f"    {note}")
     sweep = [r for r in rows if r["agent"] == SWEEP_AGENT and r["level"] == SWEEP_LEVEL]
     if len({r["limit"] for r in sweep}) > 1:
         costs = [(lim, _summary([r["cost"] for r in sweep if r["limit"] == lim])["mean"]) for lim in SWEEP_LIMITS]

@@ -87,6 +87,17 @@ def test_bad_config_fails_before_compiling():
         sac_lag.make_train(sac_lag.Config(policy_delay=0))
     with pytest.raises(ConfigError, match="learning_starts=10000 must be below total_timesteps=5000"):
         sac_lag.make_train(sac_lag.Config(total_timesteps=5000))
+    with pytest.raises(ConfigError, match="reward_scale must be > 0"):
+        sac_lag.make_train(sac_lag.Config(reward_scale=0.0))
+
+
+def test_cost_critics_are_a_twin_pair():
+    """Two cost critics (their max is the pessimistic estimate the actor and the targets use), like the reward's."""
+    state = sac_lag.make_train(sac_lag.Config(**TINY)).init(jax.random.PRNGKey(0))
+    for tree in (state.q_params, state.qc_params, state.target_qc_params):
+        assert {leaf.shape[0] for leaf in jax.tree_util.tree_leaves(tree)} == {2}
+    leaves = jax.tree_util.tree_leaves(state.qc_params)
+    assert any(not np.allclose(leaf[0], leaf[1]) for leaf in leaves)  # two independent initializations
 
 
 # ----------------------------------------------------------------------------------------------

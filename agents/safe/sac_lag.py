@@ -9,10 +9,15 @@ r + γ (1 − terminated) (min_j Q̄_j(s', a') − α log π(a'|s')), a' ~ π(·
 an on-device replay buffer, uniform random actions for the first ``learning_starts`` steps, and
 bootstrapping through time-limit truncation (the pre-reset ``final_observation`` is s'). Added:
 
-* a cost critic Q_c with its own Polyak target, trained on c + γ_c (1 − terminated) Q̄_c(s', a')
-  (no entropy term: the cost is not soft), with a' ~ π(·|s') as the reward target's;
+* twin cost critics Q_c1, Q_c2 with their own Polyak targets, trained on the pessimistic target
+  c + γ_c (1 − terminated) max_j Q̄_cj(s', a') (no entropy term: the cost is not soft), a' ~ π(·|s') as
+  the reward target's; the actor sees max_j Q_cj too. This is clipped double Q (Fujimoto et al. 2018)
+  mirrored for a quantity the actor *minimizes*; OmniSafe's SACLag has one cost critic. With one,
+  the actor drives Q_c into its own errors and the bootstrap spreads them: measured on PointGoal1-v0
+  (4 envs, α autotuned, 1.8e5 steps, 2 seeds) Q_c fell to −7 and −12 although every cost is ≥ 0, and
+  the cost stayed at 16-148 per episode while λ kept rising;
 * the actor loss of the Lagrangian, normalized by 1 + λ as OmniSafe's ``SACLag._loss_pi``:
-  E_s[(α log π(a|s) − min_j Q_j(s, a) + λ Q_c(s, a)) / (1 + λ)], a ~ π(·|s) reparameterized;
+  E_s[(α log π(a|s) − min_j Q_j(s, a) + λ max_j Q_cj(s, a)) / (1 + λ)], a ~ π(·|s) reparameterized;
 * λ from ``jaxrl.constraints.lagrangian`` (Adam on −λ (J_c − d), λ ≥ 0), moved once per iteration in
   which an episode *completed*, from those episodes' undiscounted costs, after ``lambda_start`` env
   steps (OmniSafe updates it from the last episodes' costs once per 2000-step epoch after a warm-up).
@@ -20,13 +25,14 @@ bootstrapping through time-limit truncation (the pre-reset ``final_observation``
 Defaults are OmniSafe's ``SACLag.yaml``: cost limit 25, λ0 0.001, lr 3e-4 for actor and critics,
 batch 256, τ 0.005, γ 0.99 (cost γ the same), actor updated every 2nd critic step (``policy_delay``),
 10 000 random steps before learning, fixed α = 0.2 (no auto-tuning), grad-norm clip 40, two hidden
-layers of 256 ReLU units, buffer 1e6 (capped to the budget, as ``agents/online/sac.py``). Two
-deliberate departures, for runs of 1e4-1e5 steps instead of OmniSafe's 1e6:
-OmniSafe's λ learning rate 1e-5 per 2000-step epoch after a 100-epoch (2e5-step) warm-up leaves λ at
+layers of 256 ReLU units, buffer 1e6 (capped to the budget, as ``agents/online/sac.py``), no reward or
+cost normalization (``reward_scale`` 1). Departures: the twin cost critics above; and, for runs of
+1e4-1e5 steps instead of OmniSafe's 1e6: OmniSafe's λ learning rate 1e-5 per 2000-step epoch after a 100-epoch (2e5-step) warm-up leaves λ at
 its initial value for any run shorter than about 1e6 steps, so the default here is PPO-Lag's
 λ lr 0.035 (OmniSafe's ``PPOLag.yaml``) applied once per completed episode, from ``lambda_start`` =
-the first learning step on (``--lambda-lr 1e-5`` recovers their rate). OmniSafe also normalizes the
-cost by running statistics (``cost_normalize``); here the cost critic sees raw costs.
+the first learning step on (``--lambda-lr 1e-5`` recovers their rate). On a task whose reward per step
+is small, such as PointGoal's (≤ ~0.03), the fixed α drowns the reward: use ``--autotune`` and a
+``--reward-scale`` (``scripts/reproduce_pointgoal.py`` uses 10; see there what that changed).
 ``--lambda-init 0 --lambda-lr 0`` keeps λ at 0: plain SAC with a cost critic, reporting the same
 metrics (floats, so one ``--sweep`` trains both in one program). Box actions only: a discrete env is
 a clear error before anything compiles. ``policy_logits`` (the tabular read-off of
@@ -39,7 +45,8 @@ an iteration is one step, so this is the running curve ``agents/online/sac.py`` 
 ``episodes`` (episodes completed in this iteration), ``lambda`` (the λ of this iteration's actor
 loss), ``alpha``, and the losses, ``q_mean``/``qc_mean`` and ``entropy`` (NaN before learning starts;
 on the critic steps between two actor updates, the actor's loss and entropy are evaluated, not applied).
-Measured with these defaults (2 seeds, this 2-core CPU, stopped at 45 000 of the 50 000 steps): λ
+Measured with these defaults but one cost critic (before the twin pair; 2 seeds, this 2-core CPU,
+stopped at 45 000 of the 50 000 steps): λ
 ≈ 4.4-5.2 and still rising, last episodes' cost 43-54 (limit 25), return −135 / −243; the default
 budget is too short for this limit on SafePendulum-v0 (``tests/test_sac_lag.py`` meets a limit of 40
 in 24 000 steps with 4 envs, α auto-tuned and a larger λ learning rate).
@@ -103,6 +110,9 @@ class Config:
     """Discount factor of the cost critic."""
     tau: float = 0.005
     """Polyak averaging rate of the target critics (1 = hard copy every step)."""
+    reward_scale: float = 1.0
+    """Multiplies the reward in the reward critics' targets (SAC's reward scale, Haarnoja et al. 2018a, §5 and
+    App. D); reported returns stay unscaled."""
     autotune: bool = False
     """Tune α towards the target entropy (Haarnoja et al. 2018, eq. 18); otherwise α is fixed at ``alpha``."""
     alpha: float = 0.2
@@ -153,7 +163,7 @@ class Actor(nn.Module):
 
 
 class QNetwork(nn.Module):
-    """Q(s, a) of the reward (two copies, vmapped over init keys) or of the cost (one copy)."""
+    """Q(s, a) of the reward or of the cost (two copies of each, vmapped over init keys)."""
 
     hidden_size: int = 256
     activation: str = "relu"
@@ -195,15 +205,16 @@ def soft_q_target(reward, terminated, next_q_min, next_log_prob, alpha, gamma):
     return reward + gamma * (1.0 - terminated) * (next_q_min - alpha * next_log_prob)
 
 
-def cost_q_target(cost, terminated, next_qc, cost_gamma):
-    """The cost critic's Bellman target (Ha et al. 2020, §IV-B; OmniSafe SACLag): c + γ_c (1 − terminated) Q̄_c(s', a')."""
-    return cost + cost_gamma * (1.0 - terminated) * next_qc
+def cost_q_target(cost, terminated, next_qc_max, cost_gamma):
+    """The cost critics' Bellman target (Ha et al. 2020, §IV-B; OmniSafe SACLag), pessimistic over the twin
+    targets: c + γ_c (1 − terminated) max_j Q̄_cj(s', a')."""
+    return cost + cost_gamma * (1.0 - terminated) * next_qc_max
 
 
-def lagrangian_actor_objective(log_prob, q_min, qc, alpha, penalty):
-    """Per-sample actor loss (α log π − min_j Q_j + λ Q_c) / (1 + λ): SAC's policy loss (Haarnoja et
+def lagrangian_actor_objective(log_prob, q_min, qc_max, alpha, penalty):
+    """Per-sample actor loss (α log π − min_j Q_j + λ max_j Q_cj) / (1 + λ): SAC's policy loss (Haarnoja et
     al. 2018, eq. 7) on the Lagrangian r − λ c (Ha et al. 2020, §IV-B), normalized as OmniSafe's SACLag."""
-    return (alpha * log_prob - q_min + penalty * qc) / (1.0 + penalty)
+    return (alpha * log_prob - q_min + penalty * qc_max) / (1.0 + penalty)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,7 +253,7 @@ class TrainState(NamedTuple):
     actor_params: dict
     q_params: dict           # both reward critics, stacked on a leading axis of 2
     target_q_params: dict
-    qc_params: dict          # the cost critic
+    qc_params: dict          # both cost critics, stacked on a leading axis of 2
     target_qc_params: dict
     log_alpha: jax.Array
     actor_opt: optax.OptState
@@ -273,8 +284,9 @@ def make_env(config: Config, env=None, env_params=None):
 
 
 def validate(config: Config) -> None:
-    require_positive(config, "total_timesteps", "policy_lr", "q_lr", "alpha_lr", "num_envs", "gradient_steps",
-                     "policy_delay", "buffer_size", "batch_size", "hidden_size", "alpha", "init_alpha", "max_grad_norm")
+    require_positive(config, "total_timesteps", "policy_lr", "q_lr", "alpha_lr", "reward_scale", "num_envs",
+                     "gradient_steps", "policy_delay", "buffer_size", "batch_size", "hidden_size", "alpha", "init_alpha",
+                     "max_grad_norm")
     require_unit_interval(config, "gamma", "cost_gamma")
     require(config.cost_limit >= 0, f"cost_limit must be >= 0, got {config.cost_limit}")
     require(config.lambda_init >= 0, f"lambda_init must be >= 0, got {config.lambda_init}")
@@ -314,7 +326,7 @@ def make_train(config: Config, network=None, env=None, env_params=None) -> Train
     capacity = config.buffer_capacity
 
     def q_values(q_params, obs, action):
-        """Both reward critics: shape (2, batch)."""
+        """Both critics of a pair (reward or cost): shape (2, batch)."""
         return jax.vmap(critic.apply, in_axes=(0, None, None))(q_params, obs, action)
 
     def get_alpha(log_alpha):
@@ -333,7 +345,8 @@ def make_train(config: Config, network=None, env=None, env_params=None) -> Train
         dummy_obs, dummy_action = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim))
         actor_params = actor.init(actor_key, dummy_obs)
         q_params = jax.vmap(critic.init, in_axes=(0, None, None))(jax.random.split(q_key, 2), dummy_obs, dummy_action)
-        qc_params = critic.init(qc_key, dummy_obs, dummy_action)
+        qc_params = jax.vmap(critic.init, in_axes=(0, None, None))(jax.random.split(qc_key, 2), dummy_obs,
+                                                                    dummy_action)
         log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
         example = Transition(jnp.zeros(obs_dim), jnp.zeros(action_dim), jnp.float32(0), jnp.float32(0),
                              jnp.zeros(obs_dim), jnp.float32(0))
@@ -343,26 +356,26 @@ def make_train(config: Config, network=None, env=None, env_params=None) -> Train
                           replay.init(capacity, example), env_state, obs.reshape((config.num_envs, obs_dim)), key)
 
     def critic_loss_fn(critic_params, state: TrainState, batch: Transition, key):
-        """Squared Bellman errors: the two reward critics' soft targets and the cost critic's target."""
+        """Squared Bellman errors: the two reward critics' soft targets and the two cost critics' target."""
         q_params, qc_params = critic_params
         mean, log_std = actor.apply(state.actor_params, batch.next_obs)
         next_action, next_log_prob = sample_action(key, mean, log_std, low, high)
         next_q = q_values(state.target_q_params, batch.next_obs, next_action).min(axis=0)
-        target = soft_q_target(batch.reward, batch.terminated, next_q, next_log_prob, get_alpha(state.log_alpha),
+        target = soft_q_target(config.reward_scale * batch.reward, batch.terminated, next_q, next_log_prob, get_alpha(state.log_alpha),
                                config.gamma)
-        next_qc = critic.apply(state.target_qc_params, batch.next_obs, next_action)
+        next_qc = q_values(state.target_qc_params, batch.next_obs, next_action).max(axis=0)
         cost_target = cost_q_target(batch.cost, batch.terminated, next_qc, config.cost_gamma)
         q = q_values(q_params, batch.obs, batch.action)
-        qc = critic.apply(qc_params, batch.obs, batch.action)
+        qc = q_values(qc_params, batch.obs, batch.action)
         q_loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()   # sum of the two critics' MSEs
-        qc_loss = ((qc - jax.lax.stop_gradient(cost_target)) ** 2).mean()
+        qc_loss = ((qc - jax.lax.stop_gradient(cost_target)) ** 2).mean(axis=1).sum()
         return q_loss + qc_loss, {"q_loss": q_loss, "qc_loss": qc_loss, "q_mean": q.mean(), "qc_mean": qc.mean()}
 
     def actor_loss_fn(actor_params, state: TrainState, obs, penalty, key):
         mean, log_std = actor.apply(actor_params, obs)
         action, log_prob = sample_action(key, mean, log_std, low, high)
         q_min = q_values(state.q_params, obs, action).min(axis=0)
-        qc = critic.apply(state.qc_params, obs, action)
+        qc = q_values(state.qc_params, obs, action).max(axis=0)
         loss = lagrangian_actor_objective(log_prob, q_min, qc, get_alpha(state.log_alpha), penalty).mean()
         return loss, log_prob
 
