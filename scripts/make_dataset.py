@@ -3,6 +3,7 @@
     python scripts/make_dataset.py Pendulum-v1 --kind medium                # -> datasets/Pendulum-v1-medium.npz
     python scripts/make_dataset.py CartPole-v1 --kind all --size 100000     # all five kinds
     python scripts/make_dataset.py Acrobot-v1 --kind expert --seed 1 --out /tmp/acro.npz
+    python scripts/make_dataset.py PointMaze-Medium-v0 --kind stitch --size 200000   # OGBench-style maze data
 
 Kinds, after D4RL (Fu et al. 2020, §4 and Appendix C):
 
@@ -29,6 +30,27 @@ The online run (one seed, ``jaxrl.cli.train_and_evaluate`` with periodic checkpo
 together with the greedy evaluation of each checkpoint (``checkpoint_eval.json``). Reference returns
 stored in every dataset: ``random_return`` = uniform-random actions over 100 episodes,
 ``expert_return`` = the expert checkpoint's greedy policy over 100 fresh episodes.
+
+Point-maze kinds (``PointMaze-*-v0`` only, and only these two there), after OGBench's pointmaze
+datasets (Park et al. 2025, "OGBench", Sec. 5 and Appendix; its ``data_gen_scripts/generate_locomaze.py``):
+the collecting policy is the env's scripted oracle (``PointMaze.oracle_action``: shortest path over the
+maze cells, full speed) plus Gaussian action noise of std 0.2 (OGBench's ``noise``), clipped to [-1, 1];
+the collecting env never terminates (OGBench's ``terminate_at_goal=False``).
+
+* ``navigate``: episodes of 1000 steps (OGBench: 1001) from a uniformly random free cell; the goal is a
+  random *vertex* cell (a free cell that is not a straight corridor cell, ``vertex_cells``), and each
+  time the point reaches it a new vertex goal is drawn, so it wanders between random goals.
+* ``stitch``: short episodes of 200 steps (OGBench: 201) from a random free cell to a cell exactly 4
+  cells away along the maze (breadth-first distance; the start cell itself if none is that far), then
+  staying there: reaching far goals needs stitching several trajectories.
+
+``--size`` transitions are rounded down to whole episodes (default 1e5: 100 navigate or 500 stitch
+episodes, a few seconds on a CPU). Stored fields: ``observations``/``next_observations`` = the (x, y)
+``observation`` part of the dict observation, ``actions``, ``rewards`` = the env's ``compute_reward``
+against the collecting goal, ``terminations`` all 0, ``truncations`` 1 at the last step of each
+episode (the trajectory boundaries), and extras ``goals`` (the collecting goal (x, y) of each step)
+and ``final_index`` (int32: index of the last transition of each transition's episode; what
+``jaxrl.gc_data`` goal sampling reads). No reference returns (success rate is the headline metric).
 
 Agents: SAC (agents/online/sac.py) on Pendulum-v1 and MountainCarContinuous-v0 (with temporally
 correlated exploration noise there), PPO
@@ -73,6 +95,14 @@ CHECKPOINT_EPISODES = 32
 """Greedy episodes per checkpoint when choosing medium and expert."""
 COLLECT_ENVS = 16
 """Parallel envs of each collection."""
+MAZE_KINDS = ("navigate", "stitch")
+"""Point-maze dataset kinds (OGBench's pointmaze navigate and stitch)."""
+MAZE_EPISODE_STEPS = {"navigate": 1000, "stitch": 200}
+"""Episode length of each point-maze kind (OGBench: 1001 and 201)."""
+MAZE_NOISE = 0.2
+"""Std of the Gaussian noise on the oracle's actions (OGBench's noise 0.2)."""
+STITCH_DISTANCE = 4
+"""Maze distance in cells from the start cell to the goal cell of a stitch episode (OGBench's adj_steps)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,10 +310,107 @@ def _shares(total: int, weights: list[float], unit: int) -> list[int]:
     return shares
 
 
+# ----------------------------------------------------------------------------------------------
+# Point maze: the oracle with noise (navigate, stitch)
+# ----------------------------------------------------------------------------------------------
+def is_point_maze(env_id: str) -> bool:
+    from envs.goal_conditioned.point_maze import ENV_IDS
+
+    return env_id in ENV_IDS.values()
+
+
+def maze_episodes(env, params, kind: str, num_episodes: int, steps: int, key: jax.Array):
+    """``num_episodes`` noisy-oracle episodes of ``steps`` steps (vmapped, one ``lax.scan``); arrays
+    (episode, step, ...): obs, action, reward, next_obs, goal."""
+    from envs.goal_conditioned import point_maze
+
+    free = jnp.asarray(point_maze.free_cells(env.layout), jnp.int32)
+    vertices = jnp.asarray(point_maze.vertex_cells(env.layout), jnp.int32)
+    dist = np.asarray(point_maze.cell_distances(env.layout))
+    free_np = np.asarray(free)
+    near = np.array([[dist[a[0], a[1], b[0], b[1]] == STITCH_DISTANCE for b in free_np] for a in free_np])
+    near |= ~near.any(axis=1, keepdims=True) & np.eye(len(free_np), dtype=bool)  # none that far: the start cell
+    near_logits = jnp.where(jnp.asarray(near), 0.0, -jnp.inf)
+
+    def episode(key):
+        k_start, k_goal, k_start_noise, k_goal_noise, k_run = jax.random.split(key, 5)
+        start = jax.random.randint(k_start, (), 0, free.shape[0])
+        if kind == "navigate":
+            goal_cell = vertices[jax.random.randint(k_goal, (), 0, vertices.shape[0])]
+        else:
+            goal_cell = free[jax.random.categorical(k_goal, near_logits[start])]
+        state = point_maze.PointMazeState(pos=env._noisy_center(k_start_noise, free[start], params),
+                                          goal=env._noisy_center(k_goal_noise, goal_cell, params), time=0)
+
+        def step(state, step_key):
+            k_noise, k_env, k_new, k_new_noise = jax.random.split(step_key, 4)
+            action = env.oracle_action(state.pos, state.goal, params) + MAZE_NOISE * jax.random.normal(k_noise, (2,))
+            action = jnp.clip(action, -1.0, 1.0)
+            obs, next_state, reward, _, info = env.step_env(k_env, state, action, params)
+            row = (state.pos, action, reward, next_state.pos, state.goal)
+            if kind == "navigate":  # a new random vertex goal each time the goal is reached
+                new_goal = env._noisy_center(k_new_noise, vertices[jax.random.randint(k_new, (), 0, vertices.shape[0])],
+                                             params)
+                next_state = next_state.replace(goal=jnp.where(info["success"], new_goal, next_state.goal))
+            return next_state, row
+
+        _, rows = jax.lax.scan(step, state, jax.random.split(k_run, steps))
+        return rows
+
+    return jax.jit(jax.vmap(episode))(jax.random.split(key, num_episodes))
+
+
+def build_maze(env_id: str, kind: str, size: int, seed: int, out: str | Path | None,
+               quiet: bool = False) -> tuple[data_lib.Dataset, Path]:
+    """Build and save a point-maze ``navigate`` or ``stitch`` dataset (see the module docstring)."""
+    if kind not in MAZE_KINDS:
+        raise ConfigError(f"{env_id} is a point maze: --kind must be one of {', '.join(MAZE_KINDS)} (OGBench-style "
+                          f"goal-reaching data), got {kind!r}")
+    steps = MAZE_EPISODE_STEPS[kind]
+    num_episodes = size // steps
+    if num_episodes < 1:
+        raise ConfigError(f"--size must be at least one {kind} episode ({steps} transitions), got {size}")
+    out = Path(out) if out else Path("datasets") / f"{env_id}-{kind}.npz"
+    t0 = time.perf_counter()
+    env, params = envs.make(env_id)
+    params = params.replace(terminate_on_success=False, max_steps_in_episode=steps)
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), len(KINDS) + MAZE_KINDS.index(kind))
+    log(f"collecting {num_episodes} {kind} episodes of {steps} steps with the noisy oracle", quiet)
+    obs, action, reward, next_obs, goal = maze_episodes(env, params, kind, num_episodes, steps, key)
+    n = num_episodes * steps
+    flat = lambda x: x.reshape((n,) + x.shape[2:]).astype(jnp.float32)  # noqa: E731
+    truncations = jnp.zeros((num_episodes, steps), jnp.float32).at[:, -1].set(1.0).reshape(n)
+    final_index = jnp.repeat(jnp.arange(num_episodes, dtype=jnp.int32) * steps + steps - 1, steps)
+    policy = (f"oracle (envs/goal_conditioned/point_maze.py PointMaze.oracle_action: shortest path over cells) + "
+              f"Gaussian action noise std {MAZE_NOISE}, clipped; {kind}: "
+              + ("a new random vertex-cell goal on each success" if kind == "navigate"
+                 else f"goal {STITCH_DISTANCE} cells from the start"))
+    dataset = data_lib.Dataset(
+        observations=flat(obs), actions=flat(action), rewards=flat(reward), next_observations=flat(next_obs),
+        terminations=jnp.zeros(n, jnp.float32), truncations=truncations,
+        extras={"goals": flat(goal), "final_index": final_index},
+        info=data_lib.DatasetInfo(env_id=env_id, kind=kind, policy=policy, seed=seed, size=n,
+                                  jaxrl_version=jaxrl.__version__,
+                                  notes=f"OGBench-style pointmaze {kind} data (Park et al. 2025): {num_episodes} "
+                                        f"episodes of {steps} steps; the collecting env does not terminate at the goal"),
+    )
+    path = data_lib.save(dataset, out)
+    dataset = data_lib.load(path)
+    reached = float(np.mean(np.asarray(dataset.rewards) == 0.0))
+    log(f"wrote {path}: {n:,} transitions, {num_episodes} episodes, {reached:.1%} of steps at the collecting goal, "
+        f"checksum {dataset.info.checksum[:16]}..., {time.perf_counter() - t0:.1f}s", quiet)
+    return dataset, path
+
+
 def build(env_id: str, kind: str, size: int = 100_000, seed: int = 0, out: str | Path | None = None,
           runs_dir: str | Path = "datasets/runs", total_timesteps: int | None = None,
           checkpoint_every: int | None = None, quiet: bool = False) -> tuple[data_lib.Dataset, Path]:
     """Build and save one dataset; returns ``(dataset, path)``. See the module docstring."""
+    if is_point_maze(env_id):
+        return build_maze(env_id, kind, size, seed, out, quiet)
+    if kind in MAZE_KINDS:
+        raise ConfigError(f"--kind {kind} is for the point mazes only ({', '.join(sorted(_maze_ids()))}), "
+                          f"not {env_id!r}; kinds for it: {', '.join(KINDS)}")
     if kind not in KINDS:
         raise ConfigError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if size < COLLECT_ENVS * 2:
@@ -368,11 +495,18 @@ def build(env_id: str, kind: str, size: int = 100_000, seed: int = 0, out: str |
     return dataset, path
 
 
+def _maze_ids() -> list[str]:
+    from envs.goal_conditioned.point_maze import ENV_IDS
+
+    return list(ENV_IDS.values())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("env", help=f"env id ({', '.join(RECIPES)})")
-    parser.add_argument("--kind", required=True, choices=KINDS + ("all",), help="dataset kind, or all five")
+    parser.add_argument("env", help=f"env id ({', '.join(RECIPES)}; PointMaze-*-v0 for navigate and stitch)")
+    parser.add_argument("--kind", required=True, choices=KINDS + MAZE_KINDS + ("all",),
+                        help="dataset kind, or all (the five D4RL kinds; navigate and stitch on a point maze)")
     parser.add_argument("--size", type=int, default=100_000, help="transitions (default 100000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the online run and of the collection")
     parser.add_argument("--out", default=None, help="output .npz (default datasets/<env>-<kind>.npz; with --kind all, "
@@ -384,7 +518,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cli.enable_compilation_cache()
     try:
-        kinds = KINDS if args.kind == "all" else (args.kind,)
+        all_kinds = MAZE_KINDS if is_point_maze(args.env) else KINDS
+        kinds = all_kinds if args.kind == "all" else (args.kind,)
         for kind in kinds:
             out = args.out
             if args.kind == "all":

@@ -42,6 +42,16 @@ it. The episode terminates on success by default (``terminate_on_success=True``,
 for ``umaze`` (D4RL's maze2d registrations), 1000 for ``medium``, ``large`` and ``giant``
 (OGBench's pointmaze registrations).
 
+Oracle (a scripted goal-reaching expert, for datasets and tests): ``cell_distances(layout)`` are the
+shortest-path lengths in cells between all pairs of free cells (breadth-first search over the four
+neighbours, numpy, at env construction), ``next_cells(layout)`` the first cell on a shortest path,
+and ``PointMaze.oracle_action(pos, goal, params)`` steers straight at the centre of the next cell on
+the path, or at the goal itself once in the goal cell, at full speed (an action of norm 1, as
+OGBench's pointmaze data collection, whose point policy is the unit subgoal direction,
+``data_gen_scripts/generate_locomaze.py``), slowing down only to stop on the goal; clipped to the
+action box. It is pure JAX (jit-, vmap-able). ``vertex_cells(layout)`` are the free cells that are not
+straight corridor cells (OGBench's goal cells for its ``navigate`` datasets).
+
 ``draw_maze(ax, layout)`` draws a layout with matplotlib (imported only when called), in the same
 coordinates, for plotting rollouts on top.
 """
@@ -146,6 +156,61 @@ def free_cells(layout: str) -> np.ndarray:
     return np.argwhere(~walls(layout))
 
 
+def cell_distances(layout: str) -> np.ndarray:
+    """Shortest-path length in cells (four-neighbour moves through free cells) between every pair of
+    cells, shape (rows, cols, rows, cols), int32; −1 where either cell is a wall or unreachable."""
+    grid = walls(layout)
+    rows, cols = grid.shape
+    dist = np.full((rows, cols, rows, cols), -1, np.int32)
+    for si, sj in free_cells(layout):
+        d = dist[si, sj]
+        d[si, sj] = 0
+        queue = [(si, sj)]
+        for i, j in queue:          # breadth-first: the list grows while we walk it
+            for di, dj in ((-1, 0), (0, -1), (1, 0), (0, 1)):
+                ni, nj = i + di, j + dj
+                if 0 <= ni < rows and 0 <= nj < cols and not grid[ni, nj] and d[ni, nj] < 0:
+                    d[ni, nj] = d[i, j] + 1
+                    queue.append((ni, nj))
+    return dist
+
+
+def next_cells(layout: str, distances: np.ndarray | None = None) -> np.ndarray:
+    """First cell (row, col) on a shortest path from cell (i, j) to goal cell (k, l), shape
+    (rows, cols, rows, cols, 2), int32: the neighbour one step closer to the goal (the first of up, left,
+    down, right on ties); the cell itself when it is the goal or when no path exists."""
+    dist = cell_distances(layout) if distances is None else distances
+    rows, cols = dist.shape[:2]
+    out = np.zeros((rows, cols, rows, cols, 2), np.int32)
+    out[..., 0] = np.arange(rows)[:, None, None, None]
+    out[..., 1] = np.arange(cols)[None, :, None, None]
+    for i, j in free_cells(layout):
+        for di, dj in ((-1, 0), (0, -1), (1, 0), (0, 1)):
+            ni, nj = i + di, j + dj
+            closer = (dist[ni, nj] >= 0) & (dist[ni, nj] == dist[i, j] - 1)
+            todo = closer & np.all(out[i, j] == (i, j), axis=-1)
+            out[i, j][todo] = (ni, nj)
+    return out
+
+
+def vertex_cells(layout: str) -> np.ndarray:
+    """Free cells (row, col) that are not straight corridor cells (free above and below with walls left
+    and right, or the other way round): OGBench's goal cells for its ``navigate`` datasets."""
+    grid = walls(layout)
+    keep = []
+    for i, j in free_cells(layout):
+        vertical = not grid[i - 1, j] and not grid[i + 1, j] and grid[i, j - 1] and grid[i, j + 1]
+        horizontal = not grid[i, j - 1] and not grid[i, j + 1] and grid[i - 1, j] and grid[i + 1, j]
+        if not (vertical or horizontal):
+            keep.append((i, j))
+    return np.asarray(keep, np.int64).reshape(-1, 2)
+
+
+def cell_of(xy: jax.Array) -> jax.Array:
+    """(row, col) int32 of the cell containing the point (x, y) (broadcasts over leading axes)."""
+    return jnp.floor(jnp.asarray(xy)[..., ::-1] + 0.5).astype(jnp.int32)
+
+
 def cell_center(cell) -> jax.Array:
     """(x, y) = (column, row) of a (row, column) cell (broadcasts over leading axes)."""
     cell = jnp.asarray(cell, jnp.float32)
@@ -247,6 +312,26 @@ class PointMaze(environment.Environment[PointMazeState, PointMazeParams]):
         self.walls = jnp.asarray(walls(layout))
         self.free_cells = jnp.asarray(free_cells(layout), jnp.int32)
         self.tasks = jnp.asarray(TASKS[layout], jnp.int32)          # (5, 2, 2)
+        distances = cell_distances(layout)
+        self.cell_distances = jnp.asarray(distances)                 # (rows, cols, rows, cols)
+        self.next_cells = jnp.asarray(next_cells(layout, distances))  # (rows, cols, rows, cols, 2)
+
+    def oracle_action(self, pos: jax.Array, goal: jax.Array, params: PointMazeParams | None = None) -> jax.Array:
+        """The scripted expert's action (see the module docstring) for positions ``pos`` and goals
+        ``goal`` of shape (..., 2): the unit direction to the next cell centre on a shortest path, or to
+        the goal within the goal cell, shortened to land exactly on the goal; clipped to [−1, 1]²."""
+        params = self.default_params if params is None else params
+        rows, cols = self.walls.shape
+        here = cell_of(pos)
+        there = cell_of(goal)
+        hi, hj = jnp.clip(here[..., 0], 0, rows - 1), jnp.clip(here[..., 1], 0, cols - 1)
+        gi, gj = jnp.clip(there[..., 0], 0, rows - 1), jnp.clip(there[..., 1], 0, cols - 1)
+        same = (hi == gi) & (hj == gj)
+        target = jnp.where(same[..., None], goal, cell_center(self.next_cells[hi, hj, gi, gj]))
+        delta = target - pos
+        speed = jnp.clip(params.max_speed, 1e-6, MAX_SPEED)
+        norm = jnp.linalg.norm(delta, axis=-1, keepdims=True)
+        return jnp.clip(delta / jnp.maximum(norm, speed), -1.0, 1.0)
 
     # The goal-conditioned interface: pure functions of (achieved_goal, desired_goal).
     def compute_reward(self, achieved_goal, desired_goal) -> jax.Array:
