@@ -148,9 +148,9 @@ def test_bad_config_raises_before_compiling(changes, match):
 # Through the CLI: the Deep Sea Treasure learning check (fronts in summary.json), determinism,
 # save -> load. One config, so the CLI's programs and the direct one below are the only big compiles.
 # ----------------------------------------------------------------------------------------------
-# 2,000 env steps (20 rounds of 10 envs x 10 steps), the paper's network and learner settings,
+# 10,000 env steps (100 rounds of 10 envs x 10 steps), the paper's network and learner settings,
 # max_return (100, 0) as in morl-baselines' DST example. The front is scored at γ = 0.99.
-DST_CONFIG = pcn.Config(total_timesteps=2_000, max_return="100,0")
+DST_CONFIG = pcn.Config(total_timesteps=10_000, max_return="100,0")
 NUM_SEEDS = 4
 
 
@@ -164,8 +164,8 @@ def finished_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def direct_states():
-    """Seeds 0, 1 and 0 again, trained by calling ``jit(vmap(train))`` directly."""
-    trainer = pcn.make_train(DST_CONFIG)
+    """Seeds 0, 1 and 0 again, trained by calling ``jit(vmap(train))`` directly (a shorter budget)."""
+    trainer = pcn.make_train(dataclasses.replace(DST_CONFIG, total_timesteps=2_000))
     return trainer, jax.jit(jax.vmap(trainer))(seed_keys((0, 1, 0)))[0]
 
 
@@ -176,12 +176,15 @@ def test_dst_front_hypervolume(finished_run):
     ratios = np.array([r["hypervolume_ratio"] for r in reports])
     # Reference point (0, -25); the exact γ=0.99 front has hypervolume 360.4. The nearest treasure
     # alone scores 0.047 of it, the farthest alone 0.42; the same program with lr 1e-12 (an untrained
-    # policy on the targets its random episodes found) 0.03 on average over seeds 0-3. Measured
-    # with this config: seeds 0-3 0.85-0.99 (mean 0.95), seeds 100-103 and 200-203 0.77-0.99
-    # (4-seed means 0.88 and 0.97); 3,000 steps: mean 0.96. 0.75 leaves ~3 standard errors of a
-    # 4-seed mean below the lowest mean measured and is far above every trivial policy.
-    assert ratios.mean() > 0.75, ratios
-    assert np.mean([r["cardinality"] for r in reports]) >= 4, reports
+    # policy on the targets its random episodes found) 0.03 on average over seeds 0-3. Measured with
+    # 2,000 steps: 4-seed means 0.88-0.97. With this config (10,000 steps): seeds 0-3 1.000, 1.000,
+    # 0.849, 1.000; seeds 4-7 0.992, 0.994, 1.000, 1.000; with 20,000 steps seed 2 still stops at
+    # 0.849. The issue's check is that an agent recovers the whole convex front, hypervolume within 1%
+    # of the true front's: 7 of 8 seeds measured do, so at least 2 of these 4 must (at a per-seed
+    # rate of 7/8 that fails with probability ~1%); the mean keeps a margin below the lowest measured.
+    assert (ratios >= 0.99).sum() >= 2, ratios
+    assert ratios.mean() > 0.9, ratios
+    assert np.mean([r["cardinality"] for r in reports]) >= 8, reports
 
 
 def test_same_key_same_result(direct_states):
