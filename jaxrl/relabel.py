@@ -44,7 +44,7 @@ STRATEGIES = ("future", "final", "episode", "random")
 
 class EpisodeBuffer(NamedTuple):
     states: Any                # dict of [capacity, T + 1, ...]: s_0 .. s_L of each episode
-    action: jax.Array          # [capacity, T]
+    action: jax.Array          # [capacity, T, *action_shape]
     reward: jax.Array          # [capacity, T]
     terminated: jax.Array      # [capacity, T] float 0/1
     length: jax.Array          # [capacity] int32, L of each episode (0 for empty slots)
@@ -82,15 +82,17 @@ def check_strategy(strategy: str) -> None:
         raise ValueError(f"unknown HER strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}")
 
 
-def init(capacity: int, max_length: int, example_obs: Any, action_dtype=jnp.int32) -> EpisodeBuffer:
+def init(capacity: int, max_length: int, example_obs: Any, action_dtype=jnp.int32,
+         action_shape: tuple[int, ...] = ()) -> EpisodeBuffer:
     """An empty buffer of ``capacity`` episodes of at most ``max_length`` steps, for observation
-    dicts shaped like ``example_obs`` (one unbatched observation)."""
+    dicts shaped like ``example_obs`` (one unbatched observation) and actions of ``action_shape``
+    (``()``: a discrete action index; e.g. ``(2,)`` with ``jnp.float32`` for a 2-D continuous action)."""
     if capacity < 1 or max_length < 1:
         raise ValueError(f"capacity and max_length must be >= 1, got {capacity} and {max_length}")
     states = jax.tree.map(
         lambda x: jnp.zeros((capacity, max_length + 1) + jnp.shape(x), jnp.asarray(x).dtype), example_obs)
     zeros = jnp.zeros((capacity, max_length), jnp.float32)
-    return EpisodeBuffer(states, jnp.zeros((capacity, max_length), action_dtype), zeros, zeros,
+    return EpisodeBuffer(states, jnp.zeros((capacity, max_length) + tuple(action_shape), action_dtype), zeros, zeros,
                          jnp.zeros((capacity,), jnp.int32), jnp.int32(0), jnp.int32(0))
 
 

@@ -185,3 +185,10 @@ def test_same_key_same_batch_and_vmap_over_buffers():
     keys = jnp.stack([KEY, jax.random.PRNGKey(1)])
     out = jax.jit(jax.vmap(lambda bf, k: relabel.sample(k, bf, 64, "future", 0.8, compute_reward)))(buffers, keys)
     jax.tree.map(lambda x, y: np.testing.assert_array_equal(x[0], y), out, jax.tree.map(jnp.asarray, a))
+
+
+def test_init_stores_continuous_actions_with_their_shape():
+    obs = {"observation": jnp.zeros(2), "achieved_goal": jnp.zeros(2), "desired_goal": jnp.zeros(2)}
+    assert relabel.init(3, 5, obs).action.shape == (3, 5)
+    buffer = relabel.init(3, 5, obs, jnp.float32, (2,))
+    assert buffer.action.shape == (3, 5, 2) and buffer.action.dtype == jnp.float32

@@ -443,8 +443,7 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
         actor_params = actor.init(actor_key, state, flat(obs["desired_goal"][None]))
         critic_params = critic.init(critic_key, state, jnp.zeros((1, action_dim)), goal)
         log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
-        # jaxrl.relabel.init stores scalar actions; continuous actions get an action axis
-        buffer = relabel.init(capacity, steps, obs)._replace(action=jnp.zeros((capacity, steps, action_dim), jnp.float32))
+        buffer = relabel.init(capacity, steps, obs, jnp.float32, (action_dim,))
         return TrainState(actor_params, critic_params, log_alpha, actor_tx.init(actor_params),
                           critic_tx.init(critic_params), alpha_tx.init(log_alpha), buffer, key)
 

@@ -345,8 +345,7 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
         actor_params = actor.init(actor_key, batch_obs)
         q_params = jax.vmap(critic.init, in_axes=(0, None, None))(jax.random.split(q_key, 2), batch_obs, dummy_action)
         log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
-        # jaxrl.relabel.init stores scalar actions; continuous actions get an action axis
-        buffer = relabel.init(capacity, steps, obs)._replace(action=jnp.zeros((capacity, steps, action_dim), jnp.float32))
+        buffer = relabel.init(capacity, steps, obs, jnp.float32, (action_dim,))
         return TrainState(actor_params, q_params, q_params, log_alpha, actor_tx.init(actor_params),
                           q_tx.init(q_params), alpha_tx.init(log_alpha), buffer, key)
 
