@@ -30,8 +30,13 @@ __all__ = ["parse_preference", "num_objectives_of", "rollout_returns", "metric_w
            "reference_point", "hypervolume_or_none", "front_metrics"]
 
 
+SIMPLEX_TOLERANCE = 1e-3
+"""How far from 1 a typed weight vector's sum may be (``0.333,0.333,0.333`` passes); it is then rescaled exactly."""
+
+
 def parse_preference(preference: str, num_objectives: int) -> np.ndarray:
-    """``"0.3,0.7"`` -> [0.3, 0.7] normalized to sum 1; ``""`` -> equal weights. ConfigError otherwise."""
+    """``"0.3,0.7"`` -> [0.3, 0.7]: a point on the weight simplex (non-negative, summing to 1 within
+    ``SIMPLEX_TOLERANCE``); ``""`` -> equal weights. ConfigError otherwise, naming the fix."""
     if not preference.strip():
         return np.full(num_objectives, 1.0 / num_objectives, np.float32)
     try:
@@ -42,6 +47,10 @@ def parse_preference(preference: str, num_objectives: int) -> np.ndarray:
         raise ConfigError(f"preference must have {num_objectives} values (one per objective), got {preference!r}")
     if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise ConfigError(f"preference must be non-negative finite numbers with a positive sum, got {preference!r}")
+    if abs(w.sum() - 1.0) > SIMPLEX_TOLERANCE + 1e-12:
+        normalized = ",".join(f"{v:.4g}" for v in w / w.sum())
+        raise ConfigError(f"preference must sum to 1 (a point on the weight simplex), got {preference!r} (sum "
+                          f"{w.sum():.4g}); did you mean '{normalized}'?")
     return (w / w.sum()).astype(np.float32)
 
 

@@ -115,7 +115,7 @@ def test_selection_takes_extremes_then_the_sparsest_and_wraps_around():
 def test_initial_weights_lattice_and_explicit():
     np.testing.assert_allclose(cm.initial_weights(cm.Config(), 2), [[0, 1], [0.2, 0.8], [0.4, 0.6], [0.6, 0.4],
                                                                     [0.8, 0.2], [1, 0]], atol=1e-7)
-    explicit = cm.initial_weights(cm.Config(num_init_policies=2, init_weights="3,1; 0,2"), 2)
+    explicit = cm.initial_weights(cm.Config(num_init_policies=2, init_weights="0.75,0.25; 0,1"), 2)
     np.testing.assert_allclose(explicit, [[0.75, 0.25], [0.0, 1.0]])
 
 
@@ -133,6 +133,7 @@ def test_box_action_env_raises_clear_error():
     ({"num_init_policies": 2, "init_weights": "1,0;0.5"}, r"init_weights: bad vector '0.5'.*2 values"),
     ({"num_init_policies": 2, "init_weights": "1,0;1,-1"}, r"init_weights: bad vector '1,-1'.*non-negative"),
     ({"num_init_policies": 2, "init_weights": "1,0;0,0"}, r"init_weights: bad vector '0,0'.*positive sum"),
+    ({"num_init_policies": 2, "init_weights": "1,0;3,1"}, r"init_weights: bad vector '3,1'.*sum to 1"),
     ({"num_init_policies": 3, "init_weights": "1,0;0,1"}, r"init_weights has 2 vectors but num_init_policies=3"),
     ({"env": "FruitTree-v0", "num_init_policies": 7}, r"simplex lattice for 6 objectives \(6, 21"),
     ({"preference": "1,2,3"}, "preference"),

@@ -88,8 +88,10 @@ def test_preferences_are_uniform_on_the_simplex(m):
 
 def test_parse_preference():
     np.testing.assert_allclose(eq.parse_preference("", 2), [0.5, 0.5])
-    np.testing.assert_allclose(eq.parse_preference("1,3", 2), [0.25, 0.75])
-    for bad, match in [("1,2,3", "2 values"), ("-1,2", "non-negative"), ("a,b", "comma-separated"), ("0,0", "positive sum")]:
+    np.testing.assert_allclose(eq.parse_preference("0.25,0.75", 2), [0.25, 0.75])
+    np.testing.assert_allclose(eq.parse_preference("0.333,0.333,0.333", 3), [1 / 3] * 3, rtol=1e-6)  # typed thirds
+    for bad, match in [("1,2,3", "2 values"), ("-1,2", "non-negative"), ("a,b", "comma-separated"), ("0,0", "positive sum"),
+                       ("1,3", r"must sum to 1 .*sum 4\); did you mean '0.25,0.75'")]:
         with pytest.raises(ConfigError, match=match):
             eq.parse_preference(bad, 2)
 

@@ -109,8 +109,8 @@ class Config:
     num_init_policies: int = 6
     """Policies of stage 1, one per initial preference (authors: --num-tasks 6)."""
     init_weights: str = ""
-    """Initial preferences, one vector per policy separated by ';', e.g. "1,0;0.5,0.5;0,1" (each normalized
-    to sum 1); empty: the simplex lattice with num_init_policies points."""
+    """Initial preferences, one vector per policy separated by ';', e.g. "1,0;0.5,0.5;0,1" (each non-negative,
+    summing to 1); empty: the simplex lattice with num_init_policies points."""
     extension_rounds: int = 4
     """Rounds of Pareto extension; 0 stops after stage 1."""
     num_select: int = 3

@@ -106,7 +106,7 @@ class Config:
     """Comma-separated widths of the ReLU hidden layers of Q(s, ω)."""
     preference: str = ""
     """Preference ω of act() and of the CLI's scalar evaluation, comma-separated, e.g. "0.3,0.7"
-    (normalized to sum to 1); empty: equal weights."""
+    (non-negative, summing to 1); empty: equal weights."""
     front_divisions: int = 100
     """evaluate_front uses the simplex lattice with this many divisions per objective (101 weights
     for two objectives), fewer when that lattice would exceed 1,000 weights."""

@@ -125,7 +125,7 @@ class Config:
     deterministic envs)."""
     preference: str = ""
     """Preference ω of act() and of the CLI's scalar evaluation, comma-separated, e.g. "0.3,0.7"
-    (normalized to sum to 1); empty: equal weights."""
+    (non-negative, summing to 1); empty: equal weights."""
     front_divisions: int = 100
     """evaluate_front uses the weights (x, 1 − x) for x in 0, 1/n, ..., 1 with n = front_divisions."""
     front_episodes: int = 1

@@ -122,7 +122,7 @@ class Config:
     """Standardize advantages per minibatch."""
     preference: str = ""
     """Preference ω of act() and of the CLI's scalar evaluation, comma-separated, e.g. "0.3,0.7"
-    (normalized to sum to 1): act() uses the member whose weight is nearest; empty: equal weights."""
+    (non-negative, summing to 1): act() uses the member whose weight is nearest; empty: equal weights."""
     front_episodes: int = 1
     """Episodes per member when the report evaluates the front (1 is exact for deterministic envs)."""
 
