@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxrl.config import require
+
 LOG_2PI = float(jnp.log(2.0 * jnp.pi))
 MIN_STD = 1e-6  # a dimension with (near) zero spread is left unscaled (std 1)
 
@@ -149,6 +151,13 @@ class Ensemble:
     init_max_logvar: float = 0.5    # PETS' initial bounds (handful-of-trials BNN): 0.5 and −10
     init_min_logvar: float = -10.0
 
+    def __post_init__(self):
+        for name in ("obs_dim", "action_dim", "num_members", "hidden_size", "num_layers"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value >= 1, f"Ensemble {name} must be an integer >= 1, got {value!r}")
+        require(self.init_min_logvar < self.init_max_logvar,
+                f"Ensemble init_min_logvar={self.init_min_logvar} must be below init_max_logvar={self.init_max_logvar}")
+
     @property
     def in_dim(self) -> int:
         return self.obs_dim + self.action_dim
@@ -229,6 +238,15 @@ class TrainSettings:
     """Fraction of the slots held out for validation."""
     logvar_penalty: float = 0.01
     """Weight of Σ max_logvar − Σ min_logvar in the loss."""
+
+    def __post_init__(self):
+        for name in ("batch_size", "max_epochs", "patience"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value >= 1, f"TrainSettings {name} must be an integer >= 1, got {value!r}")
+        require((0 <= self.holdout_ratio) & (self.holdout_ratio < 1),
+                f"TrainSettings holdout_ratio must be in [0, 1), got {self.holdout_ratio}")
+        require(self.min_delta >= 0, f"TrainSettings min_delta must be >= 0, got {self.min_delta}")
+        require(self.logvar_penalty >= 0, f"TrainSettings logvar_penalty must be >= 0, got {self.logvar_penalty}")
 
 
 def make_optimizer(learning_rate, weight_decay) -> optax.GradientTransformation:

@@ -176,6 +176,69 @@ def validate(config: Config) -> None:
             "or the agent never plans")
 
 
+# ----------------------------------------------------------------------------------------------
+# The planners: CEM and MPPI over an action sequence, for any score function
+# ----------------------------------------------------------------------------------------------
+def sample_candidates(key, mean, var, low, high, population: int, cap_variance: bool):
+    """``population`` sequences from N(mean, var), truncated at ±2σ and clipped to [low, high]; with
+    ``cap_variance`` (CEM) the variance is first capped so that ±2σ stays inside the bounds, as in
+    the PETS code (Chua et al. 2018, ``dmbrl/misc/optimizers/cem.py``)."""
+    if cap_variance:
+        bound = jnp.minimum(mean - low, high - mean) / 2.0
+        var = jnp.minimum(var, bound ** 2)
+    noise = jax.random.truncated_normal(key, -2.0, 2.0, (population,) + mean.shape)
+    return jnp.clip(mean + jnp.sqrt(var) * noise, low, high)
+
+
+def cem_refit(mean, var, candidates, returns, num_elites: int, alpha):
+    """CEM (Botev et al. 2013; Chua et al. 2018, Sec. 4.3): the mean and variance of the
+    ``num_elites`` best candidates, blended with the old ones: new = α·old + (1 − α)·elites."""
+    _, elite_idx = jax.lax.top_k(returns, num_elites)
+    elites = candidates[elite_idx]
+    new_mean, new_var = elites.mean(0), elites.var(0)
+    return alpha * mean + (1 - alpha) * new_mean, alpha * var + (1 - alpha) * new_var
+
+
+def mppi_refit(mean, var, candidates, returns, temperature):
+    """MPPI (Williams et al. 2017, eq. 11 with the cost −R): the candidates averaged with weights
+    ∝ exp((R − max R)/λ); the sampling noise stays fixed."""
+    weights = jax.nn.softmax((returns - returns.max()) / temperature)
+    return jnp.einsum("n,nha->ha", weights, candidates), var
+
+
+def optimize_sequence(score, init_mean, low, high, key, config: Config):
+    """Maximize ``score(candidates (N, H, A), key) -> (N,)`` over action sequences in [low, high] by
+    ``config.planner`` (CEM or MPPI), ``config.iterations`` refinements of a Gaussian starting at
+    ``init_mean`` (H, A) with std half of the action half-range (CEM) or ``mppi_noise`` of it (MPPI).
+    Returns (the final mean sequence, the best score of the last iteration)."""
+    half = 0.5 * (high - low)
+    cem = config.planner == "cem"
+    init_var = jnp.broadcast_to((half / 2.0) ** 2 if cem else (config.mppi_noise * half) ** 2, init_mean.shape)
+
+    def iteration(carry, key):
+        mean, var = carry
+        sample_key, score_key = jax.random.split(key)
+        candidates = sample_candidates(sample_key, mean, var, low, high, config.population, cem)
+        returns = score(candidates, score_key)
+        if cem:
+            new = cem_refit(mean, var, candidates, returns, config.num_elites, config.cem_alpha)
+        else:
+            new = mppi_refit(mean, var, candidates, returns, config.mppi_temperature)
+        return new, returns.max()
+
+    (mean, _), best = jax.lax.scan(iteration, (init_mean, init_var), jax.random.split(key, config.iterations))
+    return mean, best[-1]
+
+
+def require_observations(obs, obs_dim: int, env_id: str, algorithm: str) -> None:
+    """Raise a clear ``ValueError`` (at trace time, before anything compiles) when ``act`` gets a batch
+    whose observations are not this model's: e.g. a checkpoint of one env acting on another env's states."""
+    if obs.ndim < 2 or int(np.prod(obs.shape[1:])) != obs_dim:
+        raise ValueError(f"{algorithm} act: expected a batch of {env_id} observations, shape (batch, ...) with "
+                         f"{obs_dim} numbers each, got shape {tuple(obs.shape)} (observations of another env, "
+                         "or an unbatched observation?)")
+
+
 def make_train(config: Config, env=None, env_params=None) -> Trainer:
     """Build the PETS ``Trainer``; ``env``/``env_params`` replace ``config.env`` when given."""
     validate(config)
@@ -190,8 +253,8 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
     settings = dynamics.TrainSettings(config.model_batch_size, config.max_epochs, config.patience, config.min_delta,
                                       config.holdout_ratio, config.logvar_penalty)
     capacity = config.buffer_capacity
-    H, N, P = config.horizon, config.population, config.num_particles
-    mid, half = 0.5 * (high + low), 0.5 * (high - low)
+    H, P = config.horizon, config.num_particles
+    mid = 0.5 * (high + low)
 
     # ------------------------------------------------------------------------------------------
     # Planning
@@ -207,43 +270,10 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
         returns = out.rewards.sum(0).mean(-1)
         return jnp.where(jnp.isfinite(returns), returns, -1e6)  # a diverging particle disqualifies
 
-    def cem_refit(mean, var, candidates, returns):
-        """CEM: the elites' mean and variance, blended with the old ones (weight cem_alpha)."""
-        _, elite_idx = jax.lax.top_k(returns, config.num_elites)
-        elites = candidates[elite_idx]
-        new_mean, new_var = elites.mean(0), elites.var(0)
-        alpha = config.cem_alpha
-        return alpha * mean + (1 - alpha) * new_mean, alpha * var + (1 - alpha) * new_var
-
-    def mppi_refit(mean, var, candidates, returns):
-        """MPPI: the candidates averaged with weights exp((R − max R)/λ); the noise stays fixed."""
-        weights = jax.nn.softmax((returns - returns.max()) / config.mppi_temperature)
-        return jnp.einsum("n,nha->ha", weights, candidates), var
-
-    def sample_candidates(key, mean, var):
-        """N sequences from N(mean, var), the variance capped so that ±2σ stays inside the bounds
-        (as the paper's code), truncated at ±2σ and clipped to the bounds."""
-        if config.planner == "cem":
-            bound = jnp.minimum(mean - low, high - mean) / 2.0
-            var = jnp.minimum(var, bound ** 2)
-        noise = jax.random.truncated_normal(key, -2.0, 2.0, (N,) + mean.shape)
-        return jnp.clip(mean + jnp.sqrt(var) * noise, low, high)
-
     def plan(model, norm, obs, init_mean, key):
         """Refine the action-sequence distribution from ``init_mean``; returns (mean plan, its predicted return)."""
-        init_var = jnp.broadcast_to((half / 2.0) ** 2 if config.planner == "cem" else (config.mppi_noise * half) ** 2,
-                                    init_mean.shape)
-        refit = cem_refit if config.planner == "cem" else mppi_refit
-
-        def iteration(carry, key):
-            mean, var = carry
-            sample_key, rollout_key = jax.random.split(key)
-            candidates = sample_candidates(sample_key, mean, var)
-            returns = predicted_returns(model, norm, obs, candidates, rollout_key)
-            return refit(mean, var, candidates, returns), returns.max()
-
-        (mean, _), best = jax.lax.scan(iteration, (init_mean, init_var), jax.random.split(key, config.iterations))
-        return mean, best[-1]
+        score = lambda candidates, k: predicted_returns(model, norm, obs, candidates, k)  # noqa: E731
+        return optimize_sequence(score, init_mean, low, high, key, config)
 
     def plan_all(state: TrainState, obs, key):
         """Plan for every env from its warm start: (first actions, shifted plans, predicted returns)."""
@@ -317,6 +347,7 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
 
     def act(state: TrainState, obs, key):
         """The first action of a fresh plan (CEM/MPPI from the action range's centre) for each observation."""
+        require_observations(obs, obs_dim, config.env, "PETS")
         obs = obs.reshape((obs.shape[0], obs_dim))
         keys = jax.random.split(key, obs.shape[0])
         init_mean = jnp.broadcast_to(mid, (H, action_dim))

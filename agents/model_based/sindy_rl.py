@@ -403,6 +403,15 @@ def make_library(config: Config, obs_dim: int, action_dim: int) -> Library:
     return Library(obs_dim, action_dim, config.degree, poly, trig)
 
 
+def require_observations(obs, obs_dim: int, env_id: str, algorithm: str) -> None:
+    """Raise a clear ``ValueError`` (at trace time, before anything compiles) when ``act`` gets a batch
+    whose observations are not this model's: e.g. a checkpoint of one env acting on another env's states."""
+    if obs.ndim < 2 or int(np.prod(obs.shape[1:])) != obs_dim:
+        raise ValueError(f"{algorithm} act: expected a batch of {env_id} observations, shape (batch, ...) with "
+                         f"{obs_dim} numbers each, got shape {tuple(obs.shape)} (observations of another env, "
+                         "or an unbatched observation?)")
+
+
 def make_train(config: Config, env=None, env_params=None) -> Trainer:
     """Build the SINDy-RL ``Trainer``; ``env``/``env_params`` replace ``config.env`` when given."""
     validate(config)
@@ -590,7 +599,8 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
 
     def act(state: TrainState, obs, key):
         """Deterministic action: the squashed mean, in the env's bounds."""
-        obs = obs.reshape((obs.shape[0], -1))
+        require_observations(obs, obs_dim, config.env, "SINDy-RL")
+        obs = obs.reshape((obs.shape[0], obs_dim))
         mean, _ = actor.apply(state.actor_params, obs)
         return squash(mean, low, high).reshape((obs.shape[0],) + action_shape)
 
