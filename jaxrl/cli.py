@@ -300,6 +300,28 @@ def _config_from_dict(config_cls, values: dict):
     return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+def _resumed_config(given, saved, out: Path):
+    """The saved config of a resumed run. A field of ``given`` set away from its default to a value other
+    than the saved one (``--resume OUT --env Other-v0``) is a clear error: a resumed run keeps its saved
+    config, and a flag that would be ignored silently is worse than none."""
+    def default(field):
+        if field.default is not dataclasses.MISSING:
+            return field.default
+        if field.default_factory is not dataclasses.MISSING:
+            return field.default_factory()
+        return dataclasses.MISSING   # a required field: whatever was given counts as set
+
+    conflicts = [(f.name, getattr(given, f.name), getattr(saved, f.name)) for f in dataclasses.fields(given)
+                 if getattr(given, f.name) != default(f) and getattr(given, f.name) != getattr(saved, f.name)]
+    if conflicts:
+        raise ConfigError(f"--resume {out}: that run was trained with "
+                          + ", ".join(f"{k}={s!r}" for k, _, s in conflicts) + ", not "
+                          + ", ".join(f"{k}={v!r}" for k, v, _ in conflicts)
+                          + "; a resumed run keeps its saved config (drop those flags, or start a new run with "
+                          "another --out)")
+    return saved
+
+
 def _sinks(out: Path, options: RunOptions, config_dict: dict):
     sinks = []
     if options.tensorboard:
@@ -367,7 +389,7 @@ def train_and_evaluate(
         saved = json.loads((out / "config.json").read_text())
         if saved.get("algorithm") != algorithm:
             raise ConfigError(f"--resume {out}: that run is {saved.get('algorithm')!r}, not {algorithm!r}")
-        config = _config_from_dict(config_cls, saved["config"])
+        config = _resumed_config(config, _config_from_dict(config_cls, saved["config"]), out)
         saved_run = saved["run"]
         options = dataclasses.replace(options, **{k: (tuple(saved_run[k]) if k == "sweep" else saved_run[k])
                                                   for k in RUN_FIELDS if k in saved_run})

@@ -74,6 +74,14 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, finished_run):
     assert read_jsonl(out / "metrics.jsonl") == read_jsonl(full_out / "metrics.jsonl")
 
 
+def test_resume_refuses_a_flag_it_would_ignore(finished_run):
+    """--resume keeps the saved config: a flag that contradicts it is an error, not silently dropped."""
+    out, _ = finished_run
+    with pytest.raises(ConfigError, match=r"trained with env='CartPole-v1', not env='Acrobot-v1'"):
+        train_and_evaluate(tiny_config(env="Acrobot-v1"), ppo.make_train, RunOptions(resume=str(out), quiet=True),
+                           algorithm="ppo")
+
+
 @pytest.fixture(scope="module")
 def direct_states():
     """The same tiny PPO trained by calling ``jit(vmap(train))`` directly, for seeds 0, 1 and 0 again."""
