@@ -82,6 +82,11 @@ class Agent:
         return ", ".join(f"{k}={v!r}" for k, v in self.setting)
 
     @property
+    def changes_text(self) -> str:
+        """Every field this agent changes from its file's defaults (setting, then float overrides)."""
+        return ", ".join([*(f"{k}={v!r}" for k, v in self.setting), *(f"{k}={v!r}" for k, v in self.overrides.items())])
+
+    @property
     def program(self) -> tuple:
         """Runs with the same program key train in one compiled program."""
         return (self.module, self.setting)
@@ -296,7 +301,7 @@ def render(trained: list[dict], rows: list[dict], levels: Sequence[int], referen
              "per (agent file, setting, level) ONE "
              "compiled program (`jax.vmap` over variant x cost limit x seed); every agent with its file's defaults"
              + "".join(f"; {label} with {text}" for label, text in dict.fromkeys(
-                 (r.agent.label, r.agent.setting_text) for t in trained for r in t["runs"]) if text)
+                 (r.agent.label, r.agent.changes_text) for t in trained for r in t["runs"]) if text)
              + (f" and the --quick overrides where a Config has the field: {QUICK}" if quick else ""),
              "- Score: per seed, the mean over the last 10% of the iterations that completed an episode (the agents' "
              "own per-iteration episode statistics); mean and 95% percentile-bootstrap CI over seeds.",
