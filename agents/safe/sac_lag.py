@@ -27,8 +27,8 @@ batch 256, τ 0.005, γ 0.99 (cost γ the same), actor updated every 2nd critic 
 10 000 random steps before learning, fixed α = 0.2 (no auto-tuning), grad-norm clip 40, two hidden
 layers of 256 ReLU units, buffer 1e6 (capped to the budget, as ``agents/online/sac.py``), no reward or
 cost normalization (``reward_scale`` 1). Departures: the twin cost critics above; and, for runs of
-1e4-1e5 steps instead of OmniSafe's 1e6: OmniSafe's λ learning rate 1e-5 per 2000-step epoch after a 100-epoch (2e5-step) warm-up leaves λ at
-its initial value for any run shorter than about 1e6 steps, so the default here is PPO-Lag's
+1e4-1e5 steps instead of OmniSafe's 1e6: OmniSafe's λ learning rate 1e-5 per 2000-step epoch after a
+100-epoch (2e5-step) warm-up leaves λ at its initial value for any run shorter than about 1e6 steps, so the default here is PPO-Lag's
 λ lr 0.035 (OmniSafe's ``PPOLag.yaml``) applied once per completed episode, from ``lambda_start`` =
 the first learning step on (``--lambda-lr 1e-5`` recovers their rate). On a task whose reward per step
 is small, such as PointGoal's (≤ ~0.03), the fixed α drowns the reward: use ``--autotune`` and a
@@ -285,8 +285,8 @@ def make_env(config: Config, env=None, env_params=None):
 
 def validate(config: Config) -> None:
     require_positive(config, "total_timesteps", "policy_lr", "q_lr", "alpha_lr", "reward_scale", "num_envs",
-                     "gradient_steps", "policy_delay", "buffer_size", "batch_size", "hidden_size", "alpha", "init_alpha",
-                     "max_grad_norm")
+                     "gradient_steps", "policy_delay", "buffer_size", "batch_size", "hidden_size", "alpha",
+                     "init_alpha", "max_grad_norm")
     require_unit_interval(config, "gamma", "cost_gamma")
     require(config.cost_limit >= 0, f"cost_limit must be >= 0, got {config.cost_limit}")
     require(config.lambda_init >= 0, f"lambda_init must be >= 0, got {config.lambda_init}")
@@ -361,8 +361,8 @@ def make_train(config: Config, network=None, env=None, env_params=None) -> Train
         mean, log_std = actor.apply(state.actor_params, batch.next_obs)
         next_action, next_log_prob = sample_action(key, mean, log_std, low, high)
         next_q = q_values(state.target_q_params, batch.next_obs, next_action).min(axis=0)
-        target = soft_q_target(config.reward_scale * batch.reward, batch.terminated, next_q, next_log_prob, get_alpha(state.log_alpha),
-                               config.gamma)
+        target = soft_q_target(config.reward_scale * batch.reward, batch.terminated, next_q, next_log_prob,
+                               get_alpha(state.log_alpha), config.gamma)
         next_qc = q_values(state.target_qc_params, batch.next_obs, next_action).max(axis=0)
         cost_target = cost_q_target(batch.cost, batch.terminated, next_qc, config.cost_gamma)
         q = q_values(q_params, batch.obs, batch.action)
