@@ -144,7 +144,8 @@ ENTRIES: dict[str, Entry] = {
             ("pcn", {**_PCN, "total_timesteps": 20_000, "max_return": "10,10,10,10,10,10"},
              {**_Q_PCN, "max_return": "10,10,10,10,10,10"}),
             ("cmorl", {**_CMORL, "total_timesteps": (40 + 3 * 20) * 18 * 512, "init_timesteps": 40 * 18 * 512,
-                       "extension_rounds": 3, "num_select": 3}, {**_Q_CMORL, "num_init_policies": 6}))),
+                       "extension_rounds": 3, "num_select": 3},
+             {**_Q_CMORL, "num_init_policies": 6, "init_timesteps": 2 * 6 * 32, "total_timesteps": 4 * 6 * 32}))),
         gamma=1.0, ref_point=(0.0,) * 6,
         note="Budgets: first choices, not tuned: Envelope 30,000 env steps (front over the 792-weight lattice with "
              "5 divisions), MORL/D 21 members (the 2-division lattice) x 100 updates x 512 steps, PCN 20,000 steps "
