@@ -80,3 +80,17 @@ def probe_dataset(kind: str, n: int, rng) -> data_lib.Dataset:
     col = lambda x: jnp.asarray(x, jnp.float32)[:, None]  # noqa: E731
     return data_lib.Dataset(col(obs), col(action), jnp.asarray(reward, jnp.float32), col(next_obs),
                             jnp.asarray(term, jnp.float32), jnp.asarray(trunc, jnp.float32), info=info)
+
+
+def random_policy_success(env_id: str, keys) -> np.ndarray:
+    """Success rate of a uniform-random policy on a point maze's five evaluation tasks, 200 episodes
+    (40 per task) per key: the baseline of the offline goal-conditioned learning checks."""
+    from jaxrl import envs, gc_data
+
+    env, params = envs.make(env_id)
+
+    def policy(obs, k):
+        return jax.random.uniform(k, (obs["observation"].shape[0], 2), minval=-1.0, maxval=1.0)
+
+    run = jax.vmap(lambda k: gc_data.evaluate_on_tasks(env, params, policy, k, 200)["success"].mean())
+    return np.asarray(jax.jit(run)(keys))

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from agents.goal_conditioned import gciql
-from jaxrl import checkpoint, cli, envs, gc_data
+from jaxrl import checkpoint, cli
 from jaxrl import data as data_lib
 from jaxrl.config import ConfigError
-from offline_checks import trees_equal
+from offline_checks import random_policy_success, trees_equal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import make_dataset  # noqa: E402
@@ -143,17 +143,6 @@ EPISODES = 50                     # 10 per evaluation task
 LEARN = gciql.Config(num_updates=3_000, batch_size=256, hidden_size=64, num_layers=2, lr=1e-3, tau=0.02)
 
 
-def random_success(keys) -> np.ndarray:
-    """Success rate of a uniform-random policy, 200 episodes (40 per task) per key."""
-    env, params = envs.make(ENV)
-
-    def policy(obs, k):
-        return jax.random.uniform(k, (obs["observation"].shape[0], 2), minval=-1.0, maxval=1.0)
-
-    run = jax.vmap(lambda k: gc_data.evaluate_on_tasks(env, params, policy, k, 200)["success"].mean())
-    return np.asarray(jax.jit(run)(keys))
-
-
 @pytest.mark.learning
 def test_gciql_reaches_the_open_maze_goals(navigate):
     # Budget: 3,000 updates of batch 256 with 64x64 networks, lr 1e-3 and τ 0.02 (faster than OGBench's
@@ -172,6 +161,6 @@ def test_gciql_reaches_the_open_maze_goals(navigate):
     metrics, success = jax.jit(run)(keys, trainer.data)
     assert np.all(np.isfinite(np.asarray(metrics["critic_loss"])))
     success = np.asarray(success, np.float64).mean(axis=1)
-    baseline = random_success(keys[:2])
+    baseline = random_policy_success(ENV, keys[:2])
     assert baseline.max() < 0.05, baseline
     assert success.mean() > 0.5, success

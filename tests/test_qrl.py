@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from agents.goal_conditioned import qrl
-from jaxrl import checkpoint, cli, envs, gc_data
+from jaxrl import checkpoint, cli
 from jaxrl import data as data_lib
 from jaxrl.config import ConfigError
-from offline_checks import trees_equal
+from offline_checks import random_policy_success, trees_equal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import make_dataset  # noqa: E402
@@ -195,17 +195,6 @@ EPISODES = 50                     # 10 per evaluation task
 LEARN = qrl.Config(num_updates=1_500, batch_size=128, hidden_size=64, num_layers=2, latent_dim=32, lr=1e-3)
 
 
-def random_success(keys) -> np.ndarray:
-    """Success rate of a uniform-random policy, 200 episodes (40 per task) per key."""
-    env, params = envs.make(ENV)
-
-    def policy(obs, k):
-        return jax.random.uniform(k, (obs["observation"].shape[0], 2), minval=-1.0, maxval=1.0)
-
-    run = jax.vmap(lambda k: gc_data.evaluate_on_tasks(env, params, policy, k, 200)["success"].mean())
-    return np.asarray(jax.jit(run)(keys))
-
-
 @pytest.mark.learning
 def test_qrl_reaches_the_open_maze_goals(navigate):
     # Budget: 1,500 updates of batch 128 with 64x64 networks, a 32-dimensional latent (4 IQE components
@@ -228,6 +217,6 @@ def test_qrl_reaches_the_open_maze_goals(navigate):
     lam = np.asarray(metrics["lambda"])
     assert np.all(lam[:, -1] > lam[:, 0])
     success = np.asarray(success, np.float64).mean(axis=1)
-    baseline = random_success(keys[:2])
+    baseline = random_policy_success(ENV, keys[:2])
     assert baseline.max() < 0.05, baseline
     assert success.mean() > 0.4, success
