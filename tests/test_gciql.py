@@ -17,6 +17,7 @@ from jaxrl import checkpoint, cli
 from jaxrl import data as data_lib
 from jaxrl.config import ConfigError
 from offline_checks import random_policy_success, trees_equal
+import offline_checks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import make_dataset  # noqa: E402
@@ -95,15 +96,8 @@ TINY = gciql.Config(num_updates=30, batch_size=32, hidden_size=16, num_layers=1)
 @pytest.fixture(scope="module")
 def cli_runs(navigate, tmp_path_factory):
     dataset, path = navigate
-    outs = []
-    for name in ("first", "second"):
-        out = tmp_path_factory.mktemp("gciql") / name
-        options = cli.RunOptions(num_seeds=2, out=str(out), log_points=2, eval_episodes=5, quiet=True, plot=False,
-                                 dataset=str(path))
-        summary = cli.train_and_evaluate(TINY, gciql.make_train, options, "gciql", dataset=dataset)
-        assert summary["updates_per_run"] == 30
-        outs.append(out)
-    return outs
+    return offline_checks.cli_runs(tmp_path_factory, gciql.make_train, TINY, dataset, "gciql", 30,
+                                   dataset_file=str(path), eval_episodes=5, scored=False)
 
 
 def test_summary_reports_success_per_task(cli_runs):

@@ -19,6 +19,7 @@ from jaxrl import checkpoint, cli
 from jaxrl import data as data_lib
 from jaxrl.config import ConfigError
 from offline_checks import random_policy_success, trees_equal
+import offline_checks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import make_dataset  # noqa: E402
@@ -147,15 +148,8 @@ def test_awr_variant_trains_without_dynamics(navigate):
 @pytest.fixture(scope="module")
 def cli_runs(navigate, tmp_path_factory):
     dataset, path = navigate
-    outs = []
-    for name in ("first", "second"):
-        out = tmp_path_factory.mktemp("qrl") / name
-        options = cli.RunOptions(num_seeds=2, out=str(out), log_points=2, eval_episodes=5, quiet=True, plot=False,
-                                 dataset=str(path))
-        summary = cli.train_and_evaluate(TINY, qrl.make_train, options, "qrl", dataset=dataset)
-        assert summary["updates_per_run"] == 30
-        outs.append(out)
-    return outs
+    return offline_checks.cli_runs(tmp_path_factory, qrl.make_train, TINY, dataset, "qrl", 30,
+                                   dataset_file=str(path), eval_episodes=5, scored=False)
 
 
 def test_summary_reports_success_per_task(cli_runs):
