@@ -1,5 +1,5 @@
 """DQN+HER: targets, validation, stored episodes, determinism, save -> load, and the HER paper's gap
-on bit flipping (DQN+HER solves n = 8 bits, plain DQN does not).
+on bit flipping (DQN+HER solves n = 15 bits, plain DQN does not).
 
 Every trained program vmaps several seeds and is compiled once per module (module-scoped fixtures).
 """
@@ -123,15 +123,15 @@ def test_cli_save_load_identical_actions(tmp_path, tiny_runs):
 
 
 # ----------------------------------------------------------------------------------------------
-# Learning check: the HER paper's Fig. 1 gap at n = 8 bits
+# Learning check: the HER paper's Fig. 1 gap at n = 15 bits (beyond plain DQN's limit of about 13)
 # ----------------------------------------------------------------------------------------------
-LEARN = dqn_her.Config(env="BitFlipping-8-v0", total_timesteps=100 * 16 * 8, buffer_size=100_000)
+LEARN = dqn_her.Config(env="BitFlipping-15-v0", total_timesteps=150 * 16 * 15, buffer_size=100_000)
 LEARN_SEEDS = 4
 
 
 @pytest.fixture(scope="module")
 def bitflip_success():
-    """Greedy success rates (64 episodes per seed) of DQN+HER and plain DQN after 100 cycles."""
+    """Greedy success rates (64 episodes per seed) of DQN+HER and plain DQN after 150 cycles."""
     trainers = {her: dqn_her.make_train(dataclasses.replace(LEARN, her=her)) for her in (True, False)}
 
     def train_and_eval(key):
@@ -145,14 +145,14 @@ def bitflip_success():
 
 
 @pytest.mark.learning
-def test_her_solves_8_bits_and_plain_dqn_does_not(bitflip_success):
+def test_her_solves_15_bits_and_plain_dqn_does_not(bitflip_success):
     her, plain = bitflip_success[True], bitflip_success[False]
-    # Measured with this config before writing the assertion: DQN+HER 1.00 on seeds 0-2 (and 0.98 on
-    # 4 seeds at n = 10), plain DQN 0.08-0.17 (0.00-0.03 at n = 10). A random policy reaches the goal
-    # in about 3 % of 8-bit episodes.
+    # Measured with this config before writing the assertion: DQN+HER 0.91-0.92 on seeds 0-3 and
+    # 0.92-0.98 on seeds 10-13 (0.72-0.83 after 100 cycles), plain DQN 0.00-0.02 (its exploration
+    # almost never reaches a 15-bit goal, so it almost never sees a reward).
     assert her.mean() > 0.8, her
-    assert plain.mean() < 0.4, plain
-    assert her.mean() - plain.mean() > 0.5, (her, plain)
+    assert plain.mean() < 0.1, plain
+    assert her.mean() - plain.mean() > 0.7, (her, plain)
 
 
 # ----------------------------------------------------------------------------------------------
