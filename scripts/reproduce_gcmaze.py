@@ -20,9 +20,10 @@ over the seed keys, through the agent's own ``make_train``):
 
 Success: the agent's ``Trainer.report``: greedy policy, 10 episodes on each of the layout's five
 evaluation tasks (``envs/goal_conditioned/point_maze.py`` ``TASKS``: OGBench's for medium and larger),
-averaged over tasks, per seed. A uniformly random policy's success on the same tasks is the first
-row of each table. The figure draws, per layout, one greedy episode per task of each agent's first
-seed (start o, goal *, one colour per task) on the maze.
+averaged over tasks, per seed. A uniformly random policy's success on the same tasks and env settings
+(10 episodes per task) heads each table, one row per env setting used. The figure draws, per layout,
+one greedy episode per task of each agent's first seed (start o, goal *, one colour per task) on the
+maze.
 
 Outputs (``--out``, default ``scripts/results/``): ``gc-pointmaze.md`` (tables, findings, setup),
 ``gc-pointmaze.png`` (the rollouts) and ``gc-pointmaze.json`` (every case's per-seed, per-task
@@ -106,7 +107,7 @@ def env_id(layout: str) -> str:
 
 
 def available_agents() -> list[str]:
-    """The entry's agents whose files exist in this checkout (hiql/hilp may land later)."""
+    """The entry's agents whose files exist in this checkout."""
     folder = ROOT / "agents" / "goal_conditioned"
     return [a for a in [*ONLINE_AGENTS, *OFFLINE_AGENTS] if (folder / f"{a}.py").exists()]
 
@@ -236,13 +237,18 @@ def train_case(case: Case, seeds: int, quick: bool, dataset_size: int, data_dir:
             "compile_s": compiled, "train_s": trained, "report_s": time.perf_counter() - t0 - compiled - trained}
 
 
-def random_success(layout: str, episodes_per_task: int = 20) -> list[float]:
-    """A uniformly random policy's success per task (the layout's default horizon)."""
+def random_key(layout: str, env_params: dict) -> str:
+    return json.dumps([layout, env_params], sort_keys=True)
+
+
+def random_success(layout: str, env_params: dict, episodes_per_task: int = 10) -> list[float]:
+    """A uniformly random policy's success per task on the layout with ``env_params`` (as the agents:
+    10 episodes per task)."""
     import jax
 
     from jaxrl import envs, gc_data
 
-    env, params = envs.make(env_id(layout))
+    env, params = envs.make(env_id(layout), **env_params)
     policy = lambda obs, k: jax.random.uniform(k, (obs["observation"].shape[0], 2), minval=-1.0, maxval=1.0)  # noqa: E731
     per_task = jax.jit(lambda k: gc_data.task_success(env, params, policy, k, episodes_per_task))(jax.random.PRNGKey(0))
     return [float(x) for x in np.asarray(per_task)]
@@ -266,9 +272,16 @@ def _per_task(cell: dict) -> str:
     return " / ".join(f"{x:.1f}" for x in per_task)
 
 
-def table_lines(layout: str, cells: list[dict], random: list[float]) -> list[str]:
-    lines = ["| agent | data | success | per task (1-5) | budget |", "| :--- | :--- | :--- | :--- | :--- |",
-             f"| random policy | - | {np.mean(random):.2f} | {' / '.join(f'{x:.1f}' for x in random)} | - |"]
+def _env_text(env_params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in env_params.items()) or "the layout's defaults"
+
+
+def table_lines(layout: str, cells: list[dict], randoms: dict) -> list[str]:
+    lines = ["| agent | data | success | per task (1-5) | budget |", "| :--- | :--- | :--- | :--- | :--- |"]
+    for env_params in {json.dumps(c["env_params"], sort_keys=True): c["env_params"] for c in cells}.values():
+        random = randoms[random_key(layout, env_params)]
+        lines.append(f"| random policy | - | {np.mean(random):.2f} | {' / '.join(f'{x:.1f}' for x in random)} | "
+                     f"env: {_env_text(env_params)} |")
     for c in cells:
         case = Case(c["agent"], c["layout"], c["kind"])
         budget = (f"{c['env_steps']:,} env steps" if case.online else f"{c['updates']:,} updates")
@@ -280,15 +293,17 @@ def table_lines(layout: str, cells: list[dict], random: list[float]) -> list[str
     return lines
 
 
-def findings(layout: str, cells: list[dict], random: list[float]) -> list[str]:
+def findings(layout: str, cells: list[dict], randoms: dict) -> list[str]:
     if not cells:
         return []
     means = {Case(c["agent"], c["layout"], c["kind"]).label: float(np.mean([r["success"] for r in c["runs"]]))
              for c in cells}
+    chance = {Case(c["agent"], c["layout"], c["kind"]).label: float(np.mean(randoms[random_key(layout, c["env_params"])]))
+              for c in cells}
     best = max(means, key=means.get)
-    above = [k for k, v in means.items() if v > np.mean(random) + 0.1]
-    lines = [f"- {layout}: best {best} ({means[best]:.2f}); clearly above the random policy ({np.mean(random):.2f}, "
-             f"by > 0.1): {', '.join(above) if above else 'none'}."]
+    above = [k for k, v in means.items() if v > chance[k] + 0.1]
+    lines = [f"- {layout}: best {best} ({means[best]:.2f}); clearly above the random policy on the same env "
+             f"(by > 0.1): {', '.join(above) if above else 'none'}."]
     unsolved = [k for k, v in means.items() if v < 0.05]
     if unsolved:
         lines.append(f"  - at or near zero: {', '.join(unsolved)}")
@@ -347,12 +362,12 @@ def write_markdown(path: Path, per_layout: dict, used: list[dict], args, started
              "MuJoCo datasets, so compare the ranking of the agents, not the numbers.", ""]
     if args.quick:
         lines += ["**--quick run: tiny budgets, the numbers mean nothing.**", ""]
-    for layout, (cells, random) in per_layout.items():
+    for layout, (cells, randoms) in per_layout.items():
         if cells:
-            lines += [f"## {env_id(layout)}", "", *table_lines(layout, cells, random), ""]
+            lines += [f"## {env_id(layout)}", "", *table_lines(layout, cells, randoms), ""]
     lines += ["## Findings", ""]
-    for layout, (cells, random) in per_layout.items():
-        lines += findings(layout, cells, random)
+    for layout, (cells, randoms) in per_layout.items():
+        lines += findings(layout, cells, randoms)
     times = [f"{Case(c['agent'], c['layout'], c['kind']).label} on {c['layout']}: compile {c['compile_s']:.0f}s, "
              f"train {c['train_s']:.0f}s" for c in used]
     command = " ".join(["python scripts/reproduce.py", NAME, *args.argv])
@@ -415,9 +430,12 @@ def run(args) -> Path:
     used = [cells[case_key(c, args.seeds, args.quick, args.dataset_size)] for c in cases]
     per_layout = {}
     for layout in args.layouts:
-        if layout not in randoms:
-            randoms[layout] = random_success(layout)
-        per_layout[layout] = ([c for c in used if c["layout"] == layout], randoms[layout])
+        cells_here = [c for c in used if c["layout"] == layout]
+        for c in cells_here:
+            key = random_key(layout, c["env_params"])
+            if key not in randoms:
+                randoms[key] = random_success(layout, c["env_params"])
+        per_layout[layout] = (cells_here, randoms)
     write_json_atomic(store, {"entry": NAME, "random": randoms, "cases": list(cells.values())})
     png = write_plot(out / f"{NAME}.png", per_layout)
     md = write_markdown(out / f"{NAME}.md", per_layout, used, args, started, machine, machine_info(),

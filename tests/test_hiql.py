@@ -193,8 +193,9 @@ def summary_of(out):
 
 @pytest.mark.learning
 def test_hiql_reaches_the_open_maze_goals(runs):
-    # Measured with this budget (50 episodes per seed, 10 per task): mean success 0.61 over seeds 0-3
-    # here (0.20, 0.36, 0.94, 0.94); in a direct jit(vmap) program with other evaluation keys 0.70 over
+    # Measured with this budget (50 episodes per seed, 10 per task): mean success 0.64 over seeds 0-3
+    # here (0.22, 0.40, 1.00, 0.92). Before the actors' output layers took OGBench's 1e-2 initial scale:
+    # 0.61 here (0.20, 0.36, 0.94, 0.94); in a direct jit(vmap) program with other evaluation keys 0.70 over
     # seeds 0-3 (0.50, 0.40, 0.98, 0.90) and 0.55 over seeds 4-7 (0.94, 0.20, 0.38, 0.68). A uniform-random
     # policy reaches 0.00 of 200 episodes (two keys). The seeds spread widely at this small budget, so the
     # threshold is about half the lowest measured mean. (GCIVL's check, 1,500 updates of batch 256 with
@@ -204,6 +205,7 @@ def test_hiql_reaches_the_open_maze_goals(runs):
     assert len(success) == NUM_SEEDS
     baseline = random_policy_success(ENV, jnp.stack([jax.random.PRNGKey(s) for s in range(2)]))
     assert baseline.max() < 0.05, baseline
+    print("HIQL open-maze success per seed:", success)
     assert success.mean() > 0.3, success
 
 

@@ -64,14 +64,25 @@ def _cell(agent, layout, kind, successes, rollouts):
 def test_table_findings_and_figure_from_given_cells(tmp_path, oracle_rollouts):
     cells = [_cell("gciql", "umaze", "navigate", [1.0, 0.8, 0.9], oracle_rollouts),
              _cell("crl", "umaze", None, [0.0, 0.0, 0.0], oracle_rollouts)]
-    lines = gcmaze.table_lines("umaze", cells, [0.0] * 5)
-    assert lines[2].startswith("| random policy | - | 0.00 |")
-    assert lines[3].startswith("| GCIQL | navigate (1,000) | 0.90 [")
-    assert "| CRL | online | 0.00" in lines[4] and "800 env steps, max_steps_in_episode=50" in lines[4]
-    found = "\n".join(gcmaze.findings("umaze", cells, [0.0] * 5))
+    randoms = {gcmaze.random_key("umaze", {}): [0.0] * 5,
+               gcmaze.random_key("umaze", {"max_steps_in_episode": 50}): [0.2, 0.0, 0.0, 0.0, 0.0]}
+    lines = gcmaze.table_lines("umaze", cells, randoms)
+    assert lines[2] == "| random policy | - | 0.00 | 0.0 / 0.0 / 0.0 / 0.0 / 0.0 | env: the layout's defaults |"
+    assert lines[3].startswith("| random policy | - | 0.04 | 0.2 / 0.0") and "max_steps_in_episode=50" in lines[3]
+    assert lines[4].startswith("| GCIQL | navigate (1,000) | 0.90 [")
+    assert "| CRL | online | 0.00" in lines[5] and "800 env steps, max_steps_in_episode=50" in lines[5]
+    found = "\n".join(gcmaze.findings("umaze", cells, randoms))
     assert "best GCIQL (navigate) (0.90)" in found and "at or near zero: CRL" in found
-    png = gcmaze.write_plot(tmp_path / "maze.png", {"umaze": (cells, [0.0] * 5), "open": ([], [0.0] * 5)})
+    png = gcmaze.write_plot(tmp_path / "maze.png", {"umaze": (cells, randoms), "open": ([], randoms)})
     assert png.exists() and png.stat().st_size > 10_000
+
+
+def test_random_policy_success_is_per_env_setting():
+    default = gcmaze.random_success("open", {})
+    short = gcmaze.random_success("open", {"max_steps_in_episode": 1})
+    # One step moves at most 0.5·√2 ≈ 0.71 cells; every open-maze task needs more than 0.95 (starts and
+    # goals 2+ cells apart, each within 0.4 of its cell centre, success radius 0.25): impossible.
+    assert len(default) == len(short) == 5 and max(short) == 0.0
 
 
 def test_command_line_errors_name_what_is_allowed():

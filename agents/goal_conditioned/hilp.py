@@ -17,8 +17,10 @@ the reference code), neither of which sees a task reward:
 2. A latent-conditioned policy π(a | s, z), z on the unit sphere of R^d, that moves in the direction z
    in latent space (HILP Sec. 4.2): the intrinsic reward
        r(s, z, s') = ⟨φ(s') − φ(s), z⟩
-   (φ = φ_1 of the online value, without gradient; z ~ N(0, I) normalized, a fresh z per transition)
-   is maximized with IQL (Kostrikov et al. 2022, eq. 5-7), as the reference code does:
+   (φ = φ_1 of the online value, without gradient; z ~ N(0, I) normalized, a fresh z per transition and
+   gradient step: the reference draws its skills with ``np.random.randn`` inside its jitted update, which
+   fixes one set of skills at trace time, so the paper's intent is taken here) is maximized with IQL
+   (Kostrikov et al. 2022, eq. 5-7), as the reference code does:
        L_V = E[ |τ_z − 1(u < 0)| u² ],          u = min_i Q̄_i(s, a, z) − V(s, z)   (IQL eq. 5)
        L_Q = Σ_i E[ (r + γ_z m_T V(s', z) − Q_i(s, a, z))² ]                      (IQL eq. 6)
        L_π = −E[ min(exp(α (min_i Q̄_i(s, a, z) − V(s, z))), 100) log π(a | s, z) ]  (IQL eq. 7)

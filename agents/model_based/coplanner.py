@@ -58,8 +58,9 @@ Everything else is mbpo.py's defaults (the MBPO paper's appendix and mbrl-lib's 
 for a Pendulum-size task: ensemble 5 × 4 swish layers of 200, M = 400 rollouts per env step of length
 k = 1, G = 20 SAC updates per env step, 5% real data, epochs of 200 env steps, 5 000 env steps, one random
 episode of 200 steps), so that the two files differ only by UP-MPC. Departures from the paper's code:
-the same as mbpo.py's (no elites; one random episode instead of 5 000 steps of exploration; rollouts
-branched every env step by default), and the ensemble must have at least 2 members (the disagreement
+the same as mbpo.py's (one random episode instead of 5 000 steps of exploration; rollouts branched
+every env step by default; like COPlanner's code, which runs every member in UP-MPC and in rollouts,
+no elite subset), and the ensemble must have at least 2 members (the disagreement
 is a standard deviation across members).
 
 Cost. Every rollout step runs K · H ensemble steps (25 with the defaults) instead of one, and every real
@@ -146,7 +147,8 @@ class Config:
     train_every: int = 200
     """Retrain the ensemble (and refill the model buffer) every this many env steps."""
     ensemble_size: int = 5
-    """Members of the probabilistic ensemble, all used in rollouts (the paper trains 7, rolls out with 5 elites)."""
+    """Members of the probabilistic ensemble, all used in rollouts (the paper's code trains 7 and uses all of them
+    in UP-MPC and in rollouts)."""
     hidden_size: int = 200
     """Width of each member's hidden layers."""
     num_layers: int = 4
