@@ -348,7 +348,7 @@ def write_plot(path: Path, per_layout: dict) -> Path:
 
 
 def write_markdown(path: Path, per_layout: dict, used: list[dict], args, started: str, machine: dict,
-                   machine_end: dict, wall: float, png: Path) -> Path:
+                   machine_end: dict, wall: float, png: Path, not_run: Sequence[Case] = ()) -> Path:
     from scripts.reproduce import git_revision, versions
 
     lines = [f"# {NAME}: {TITLE}", "",
@@ -368,6 +368,9 @@ def write_markdown(path: Path, per_layout: dict, used: list[dict], args, started
     lines += ["## Findings", ""]
     for layout, (cells, randoms) in per_layout.items():
         lines += findings(layout, cells, randoms)
+    if not_run:
+        lines += ["", "Not run yet (asked for, no stored result; `--no-train` wrote the table without them): "
+                  + ", ".join(f"{c.label} on {c.layout}" for c in not_run) + "."]
     times = [f"{Case(c['agent'], c['layout'], c['kind']).label} on {c['layout']}: compile {c['compile_s']:.0f}s, "
              f"train {c['train_s']:.0f}s" for c in used]
     command = " ".join(["python scripts/reproduce.py", NAME, *args.argv])
@@ -414,10 +417,15 @@ def run(args) -> Path:
     started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     machine, t0 = machine_info(), time.perf_counter()
     cases = select_cases(args)
+    not_run = []
     for n, case in enumerate(cases, 1):
         key = case_key(case, args.seeds, args.quick, args.dataset_size)
         if key in cells:
             print(f"[{NAME}] ({n}/{len(cases)}) {case.label} on {case.layout}: reused", flush=True)
+            continue
+        if args.no_train:
+            print(f"[{NAME}] ({n}/{len(cases)}) {case.label} on {case.layout}: no stored result (--no-train)", flush=True)
+            not_run.append(case)
             continue
         print(f"[{NAME}] ({n}/{len(cases)}) {case.label} on {case.layout}: training {args.seeds} seeds", flush=True)
         cell = train_case(case, args.seeds, args.quick, args.dataset_size, data_dir)
@@ -427,7 +435,7 @@ def run(args) -> Path:
         write_json_atomic(store, {"entry": NAME, "random": randoms, "cases": list(cells.values())})
         print(f"[{NAME}] {case.label} on {case.layout}: success {_ci([r['success'] for r in cell['runs']])} "
               f"(compile {cell['compile_s']:.0f}s, train {cell['train_s']:.0f}s)", flush=True)
-    used = [cells[case_key(c, args.seeds, args.quick, args.dataset_size)] for c in cases]
+    used = [cells[case_key(c, args.seeds, args.quick, args.dataset_size)] for c in cases if c not in not_run]
     per_layout = {}
     for layout in args.layouts:
         cells_here = [c for c in used if c["layout"] == layout]
@@ -439,7 +447,7 @@ def run(args) -> Path:
     write_json_atomic(store, {"entry": NAME, "random": randoms, "cases": list(cells.values())})
     png = write_plot(out / f"{NAME}.png", per_layout)
     md = write_markdown(out / f"{NAME}.md", per_layout, used, args, started, machine, machine_info(),
-                        time.perf_counter() - t0, png)
+                        time.perf_counter() - t0, png, not_run)
     print(f"[{NAME}] wrote {md}, {png} and {store}", flush=True)
     return md
 
@@ -466,6 +474,8 @@ def parse_args(argv: Sequence[str] | None = None):
                         help="transitions per offline dataset (default 200000; 20000 with --quick)")
     parser.add_argument("--data-dir", default=None, help=f"where the datasets are kept (default datasets/{NAME}/)")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny budgets, 2 seeds, open maze only")
+    parser.add_argument("--no-train", action="store_true",
+                        help="write the table from the stored cases only, listing the missing ones as not run")
     parser.add_argument("--out", default=None, help="results folder (default: scripts/results/)")
     args = parser.parse_args(argv)
     args.layouts = _names(args.layouts, LAYOUTS, "--layouts", parser)
