@@ -2,7 +2,7 @@
 "Value Gradient weighted Model-Based Reinforcement Learning", ICLR, Sec. 5: with a small model and
 distracting dimensions, the value-gradient weighted loss keeps MBPO working where MLE degrades).
 
-    python scripts/reproduce_mb_distractors.py                        # distractors 0, 10, 15; 3 seeds; 3000 steps
+    python scripts/reproduce_mb_distractors.py                        # distractors 0, 10; 3 seeds; 5000 steps
     python scripts/reproduce_mb_distractors.py --distractors 0,5 --seeds 2 --total-timesteps 3000
     python scripts/reproduce_mb_distractors.py --quick --out /tmp/smoke  # a one-minute smoke run
 
@@ -16,6 +16,21 @@ layer of 32 units; the paper's point is about limited capacity) and the same SAC
 over seeds: the final greedy return (16 episodes per seed) and the model's held-out squared error of
 the next state on the base (Pendulum) dimensions and on the distractors at its last retraining
 (env units).
+
+Measured (the default command, 2 CPU cores, 10.7 min; greedy return mean ± std over seeds 0-2, random
+play about -1200; base-dim model MSE at the last retraining):
+
+    | distractors | model loss | greedy return   | base-dim model MSE |
+    | 0           | mle        | -369.9 ± 233.5  | 0.0133 ± 0.0100    |
+    | 0           | vagram     | -128.6 ± 15.9   | 0.0024 ± 0.0005    |
+    | 10          | mle        | -1654.0 ± 169.0 | 0.0018 ± 0.0019    |
+    | 10          | vagram     | -927.5 ± 448.0  | 0.0103 ± 0.0025    |
+
+At 3 000 env steps (too short for MLE with this small model even without distractors): n=0 mle -908 ±
+588, vagram -350 ± 156; n=10 mle -1670 ± 49, vagram -1534 ± 44. VaGraM keeps more return under 10
+distractors (two of three seeds learn at 5 000 steps, none with MLE), as the paper reports, but not by
+fitting the Pendulum dimensions better: its base-dim error is the higher one; both errors on the
+distractors are about their variance. Three seeds: an indication, not a result.
 
 Output: ``OUT/mb-distractors.md`` (the table), ``OUT/mb-distractors.png`` (return and base-dim model
 error against n) and ``OUT/mb-distractors.json``.
@@ -95,7 +110,7 @@ def train_one(config, seeds: int) -> dict:
             "curve": np.asarray(curve, float)}
 
 
-def compare_model_losses(distractors: Sequence[int] = (0, 10, 15), seeds: int = 3, total_timesteps: int = 3_000,
+def compare_model_losses(distractors: Sequence[int] = (0, 10), seeds: int = 3, total_timesteps: int = 5_000,
                          quick: bool = False, quiet: bool = False) -> list[dict]:
     """Train both model losses for every distractor count; one result dict per (count, loss)."""
     results = []
@@ -160,9 +175,9 @@ def plot(results: list[dict], path: Path) -> Path:
 
 def parse_args(argv: Sequence[str]):
     parser = argparse.ArgumentParser(prog=f"reproduce {NAME}", description=__doc__.split("\n")[0])
-    parser.add_argument("--distractors", default="0,10,15", help="comma-separated distractor counts (0: Pendulum-v1)")
+    parser.add_argument("--distractors", default="0,10", help="comma-separated distractor counts (0: Pendulum-v1)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--total-timesteps", type=int, default=3_000)
+    parser.add_argument("--total-timesteps", type=int, default=5_000)
     parser.add_argument("--quick", action="store_true", help="tiny networks and budget: a one-minute smoke run")
     parser.add_argument("--out", default=None, help="output folder (default runs/reproduce-mb-distractors-<time>)")
     parser.add_argument("--quiet", action="store_true")

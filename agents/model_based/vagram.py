@@ -17,10 +17,18 @@ code (``pairlab/vagram``, ``mbrl/models/vaml_mlp.py``, ``VAMLMLP`` with ``use_sc
 * V(s') = Q(s', μ_π(s')) with the policy's mean action held fixed (the gradient flows through Q's state
   input only), for each of the 4 critics, the twin online and the twin target Q-networks
   (``use_all_vf``); the per-critic losses are summed.
-* The gradients are stabilized: each critic's gradient vectors are clipped in norm at the 95%
-  quantile of their norms (``bound_clipping_quantile``) and divided by the mean norm.
-* The model predicts means only (a deterministic ensemble; rollouts use the means), and the reward
-  head keeps a plain squared error: L = Σ_v Σ_i ĝ_{v,i}² (ŝ'_i − s'_i)² + (r̂ − r)².
+* The gradients are clipped: each critic's gradient vectors in norm at the 95% quantile of their norms
+  (``bound_clipping_quantile``). They are then *not* normalized by default (``grad_norm="none"``, see
+  Departures): the state term Σ_i ∂V/∂s_i² (ŝ'_i − s'_i)² is the squared Taylor value error, in value
+  units, the same units as the reward's squared error, and the two enter the Bellman target alike.
+* The model predicts means only (a deterministic ensemble; TS1 rollouts use the means), and the reward
+  head keeps a plain squared error. The loss is scaled as the code's is (its per-dimension terms are
+  averaged over the d state dimensions and the reward error is added to each):
+  L = (1/d) Σ_v Σ_i g_{v,i}² (ŝ'_i − s'_i)² + (r̂ − r)².
+* Warm-up: during MBPO's first epoch (``mse_warmup_steps`` env steps after the random warm-up) every
+  retraining adds the plain squared error averaged over all outputs, (1/(d+1)) Σ_j (ŷ_j − y_j)², as the
+  code's ``mbpo.py`` does (``add_mse = True`` for the first epoch, "add mse for first epoch"): the
+  critic is still near its random init and its gradients weight the dimensions at random.
 * The weights are computed once per model retraining, with the *current* critics and policy, over
   the whole real buffer (the code caches them per transition until the agent changes); the model is
   retrained every ``train_every`` env steps inside the compiled program, so the weights follow the
@@ -37,17 +45,26 @@ another).
 
 Defaults. The paper runs VaGraM inside MBPO with MBPO's hyperparameters (its code builds on
 mbrl-lib's MBPO); the VaGraM-specific ones are its code's defaults: 95% norm-quantile clipping, all four
-critics, no added MSE term (``add_mse=False``; ``mse_weight`` adds one). MBPO's: an ensemble of 4 hidden
-layers of 200 swish units, Adam 1e-3 (weight decay 5e-5), batch 256, 20% held out, early stopping
+critics, no added MSE term after the first epoch (``add_mse=False``; ``mse_weight`` adds one
+throughout). MBPO's: an ensemble of 4 hidden layers of 200 swish units, Adam 1e-3 (weight decay 5e-5), batch 256, 20% held out, early stopping
 after 5 epochs without 1% improvement; M = 400 rollouts per env step; G = 20 SAC updates per env step;
 5% real data; SAC with Adam 3e-4, batch 256, 2 × 256 ReLU, τ 0.005, γ 0.99, target entropy −|A|;
 Pendulum-size schedule and cadence of mbrl-lib's ``mbpo_cartpole.yaml`` (k = 1, epochs of 200 env
 steps, model retrained every 200 env steps, 5 000 env steps). Departures: (i) no elite subset (5
-members, all used); (ii) one random episode (200 steps) of warm-up; (iii) the clipping quantile and the
-normalizing mean norm are taken over the whole training split of each retraining, not per
-minibatch with a running mean of rate 0.001 as in the code (the same weights for every minibatch of a
-retraining, and no state carried between retrainings). As in the code, both errors are in env units
-(the weights are rescaled by the target normalizer's variance inside ``dynamics.train_ensemble``).
+members, all used); (ii) one random episode (200 steps) of warm-up; (iii) the clipping quantile is taken
+over the whole training split of each retraining, not per minibatch (the same weights for every
+minibatch of a retraining); (iv) normalization. The code divides the clipped gradients by a running mean
+of the gradient norms that starts at 1 and moves by 0.001 per critic and minibatch; with its Pendulum
+cadence (``mbpo_pendulum.yaml``: retrained every 50 steps, batch 256, patience 1: a few minibatches per
+retraining) it stays near 1 for thousands of env steps by our estimate, so the code trains on nearly
+raw gradients early on. Our trainings take many more minibatches per retraining
+(batch 64, patience 5), so the same rate converges to the mean norm within one retraining, and
+normalized gradients (``grad_norm="running"`` or ``"retraining"``, unit mean norm) shrink the state
+term far below the reward's: measured on Pendulum-v1 at 2 000 env steps (tests/test_vagram.py),
+normalized per retraining (the previous implementation) −811 and running −842 (seeds 0-2); raw −293
+(seeds 0-2) and −333 (seeds 10-12); MLE −229 (seeds 0-2). Hence the default ``"none"``;
+the other two stay selectable. As in the code, both errors are in env units (the weights are rescaled
+by the target normalizer's variance inside ``dynamics.train_ensemble``).
 
 Run:  python agents/model_based/vagram.py --env Pendulum-Distract10-v0 --num-seeds 2
 """
@@ -69,6 +86,7 @@ from jaxrl.wrappers import EpisodeStatistics, FlattenObservation, episode_metric
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # bounds of the policy's log-std
 MODEL_LOSSES = ("vagram", "mle")
+GRAD_NORMS = ("running", "retraining", "none")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,7 +146,18 @@ class Config:
     clip_quantile: float = 0.95
     """VaGraM: each critic's value-gradient norms are clipped at this quantile of the training split."""
     mse_weight: float = 0.0
-    """VaGraM: weight of an added plain squared error on every state dimension (the code's add_mse)."""
+    """VaGraM: weight of an added plain squared error averaged over all outputs (the code's add_mse),
+    at every retraining."""
+    mse_warmup_steps: int = 200
+    """VaGraM: retrainings within this many env steps after ``random_steps`` add the plain squared error
+    with weight 1 (the code sets ``add_mse`` during MBPO's first epoch, while the critic is still
+    near its random init); 0 turns it off."""
+    grad_norm: str = "none"
+    """VaGraM: how the clipped value gradients are normalized: ``running`` (the code: divided by a
+    running mean of the gradient norms that starts at 1, rate ``norm_rate`` per critic and minibatch)
+    or ``retraining`` (unit mean norm per critic at every retraining)."""
+    norm_rate: float = 0.001
+    """VaGraM: rate of the running mean of the gradient norms (``grad_norm="running"``)."""
     train_every: int = 200
     """Retrain the ensemble (with the current critics' value gradients) every this many env steps."""
     ensemble_size: int = 5
@@ -263,26 +292,51 @@ def masked_quantile(values, mask, q):
     return ordered[jnp.clip(jnp.floor(q * (count - 1)).astype(jnp.int32), 0, values.shape[0] - 1)]
 
 
-def stabilize_gradients(grads, mask, clip_quantile):
-    """The code's bounded gradients, per critic v: g ← g · min(1, c_v / ‖g‖) with c_v the
-    ``clip_quantile`` quantile of ‖g‖ over the ``mask`` rows, then g ← g / mean_masked(‖g‖)."""
+def clip_gradients(grads, mask, clip_quantile):
+    """The code's quantile clipping, per critic v: g ← g · min(1, c_v / ‖g‖) with c_v the ``clip_quantile``
+    quantile of ‖g‖ over the ``mask`` rows. Returns the clipped gradients and each critic's mean
+    *unclipped* norm over the mask rows (what the code folds into its running normalizer), shape (V,)."""
     def one(g):
         norms = jnp.linalg.norm(g, axis=-1)
         bound = masked_quantile(norms, mask, clip_quantile)
         g = g * jnp.minimum(1.0, bound / jnp.maximum(norms, 1e-12))[:, None]
-        clipped = jnp.minimum(norms, bound)
-        mean_norm = jnp.where(mask, clipped, 0.0).sum() / jnp.maximum(mask.sum(), 1)
-        return g / jnp.maximum(mean_norm, 1e-12)
+        return g, jnp.where(mask, norms, 0.0).sum() / jnp.maximum(mask.sum(), 1)
 
     return jax.vmap(one)(grads)
 
 
+def stabilize_gradients(grads, mask, clip_quantile):
+    """Clipped gradients (``clip_gradients``) divided by their own mean clipped norm over the ``mask``
+    rows: unit mean norm per critic (``grad_norm="retraining"``)."""
+    clipped, _ = clip_gradients(grads, mask, clip_quantile)
+    norms = jnp.linalg.norm(clipped, axis=-1)
+    mean_norm = jnp.where(mask[None], norms, 0.0).sum(-1) / jnp.maximum(mask.sum(), 1)
+    return clipped / jnp.maximum(mean_norm, 1e-12)[:, None, None]
+
+
+def running_norm(average, mean_norms, num_steps, rate):
+    """The code's running normalizer after ``num_steps`` minibatches: every minibatch folds each critic's
+    mean gradient norm m_v in turn, avg ← (1 − rate) avg + rate m_v (``norm_avg``, from 1). With the
+    m_v fixed over a retraining, n minibatches of that map are avg ← aⁿ avg + b (1 − aⁿ)/(1 − a),
+    a = (1 − rate)^V, b = Σ_v rate (1 − rate)^(V−1−v) m_v."""
+    num = mean_norms.shape[0]
+    a = (1.0 - rate) ** num
+    b = (rate * (1.0 - rate) ** jnp.arange(num - 1, -1, -1) * mean_norms).sum()
+    a_n = a ** num_steps
+    return a_n * average + b * (1.0 - a_n) / jnp.maximum(1.0 - a, 1e-12)
+
+
 def vagram_weights(grads, mse_weight=0.0):
-    """Per-sample weights of the target (Δs, r), shape (N, obs_dim + 1): Σ_v g_{v,i}² (+ mse_weight) on
-    the state dimensions, 1 on the reward (Voelcker et al. 2022, Eq. 7's diagonal weights, summed over
-    the critics as the code does; the reward's plain squared error as in the code)."""
-    state = (grads ** 2).sum(0) + mse_weight
-    return jnp.concatenate([state, jnp.ones(state.shape[:-1] + (1,))], axis=-1)
+    """Per-sample weights of the target (Δs, r), shape (N, d + 1) for d state dimensions (Voelcker et al.
+    2022, Eq. 7's diagonal weights ĝ_i², summed over the critics), scaled as the code's loss is: its
+    per-dimension terms (ĝ_i e_i)² are averaged over the d state dimensions, the reward's squared error
+    is added to each of them (so it keeps weight 1), and ``add_mse`` adds the plain squared error
+    averaged over all d + 1 outputs. So: Σ_v ĝ_{v,i}² / d + mse_weight / (d + 1) on the state
+    dimensions, 1 + mse_weight / (d + 1) on the reward."""
+    dim = grads.shape[-1]
+    mse = mse_weight / (dim + 1)
+    state = (grads ** 2).sum(0) / dim + mse
+    return jnp.concatenate([state, jnp.ones(state.shape[:-1] + (1,)) + mse], axis=-1)
 
 
 def vagram_loss(predicted, target, weights):
@@ -447,6 +501,7 @@ class TrainState(NamedTuple):
     buffer: replay.ReplayBuffer      # real transitions
     holdout_u: jax.Array             # (capacity,) fixed per real slot: held out when < holdout_ratio
     model_buffer: ModelBuffer
+    grad_norm_avg: jax.Array         # () VaGraM's running mean of the value-gradient norms (from 1)
     env_state: object
     obs: jax.Array                   # (num_envs, obs_dim)
     key: jax.Array
@@ -464,6 +519,10 @@ def make_env(config: Config, env=None, env_params=None):
 def validate(config: Config) -> None:
     if config.model_loss not in MODEL_LOSSES:
         raise ConfigError(f"model_loss must be one of {MODEL_LOSSES}, got {config.model_loss!r}")
+    if config.grad_norm not in GRAD_NORMS:
+        raise ConfigError(f"grad_norm must be one of {GRAD_NORMS}, got {config.grad_norm!r}")
+    require(config.mse_warmup_steps >= 0, f"mse_warmup_steps must be >= 0, got {config.mse_warmup_steps}")
+    require((0 < config.norm_rate) & (config.norm_rate <= 1), f"norm_rate must be in (0, 1], got {config.norm_rate}")
     require_positive(config, "total_timesteps", "num_envs", "buffer_size", "train_every", "ensemble_size",
                      "hidden_size", "num_layers", "model_lr", "model_batch_size", "max_epochs", "patience",
                      "rollouts_per_step", "rollout_every", "epoch_length", "model_retain_epochs", "updates_per_step",
@@ -558,7 +617,7 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
                           dynamics.identity_normalizer(ensemble.in_dim, ensemble.out_dim),
                           replay.init(config.buffer_capacity, example),
                           jax.random.uniform(split_key, (config.buffer_capacity,)),
-                          model_buffer_init(config.model_buffer_capacity, example), env_state,
+                          model_buffer_init(config.model_buffer_capacity, example), jnp.float32(1.0), env_state,
                           obs.reshape((config.num_envs, obs_dim)), key)
 
     # ------------------------------------------------------------------------------------------
@@ -574,13 +633,23 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
             return v
         return [value(params, j) for params in (state.q_params, state.target_q_params) for j in range(2)]
 
-    def model_weights(state: TrainState):
-        """VaGraM's per-slot weights of (Δs, r) over the whole real buffer, from the current critics."""
+    def model_weights(state: TrainState, env_steps):
+        """VaGraM's per-slot weights of (Δs, r) over the whole real buffer, from the current critics, and
+        the critics' mean gradient norms (for the running normalizer)."""
         grads = value_gradients(critic_values(state), state.buffer.data.next_obs)
         train_mask, _ = dynamics.split_masks(config.buffer_capacity, state.buffer.size, state.holdout_u,
                                              config.holdout_ratio)
-        grads = stabilize_gradients(grads, train_mask, config.clip_quantile)
-        return vagram_weights(grads, config.mse_weight)
+        if config.grad_norm == "running":
+            grads, mean_norms = clip_gradients(grads, train_mask, config.clip_quantile)
+            grads = grads / jnp.maximum(state.grad_norm_avg, 1e-12)
+        elif config.grad_norm == "none":
+            grads, mean_norms = clip_gradients(grads, train_mask, config.clip_quantile)
+            mean_norms = None
+        else:
+            grads, mean_norms = stabilize_gradients(grads, train_mask, config.clip_quantile), None
+        warm = (config.mse_warmup_steps > 0) & (env_steps - config.random_steps <= config.mse_warmup_steps)
+        mse_weight = config.mse_weight + jnp.where(warm, 1.0, 0.0)
+        return vagram_weights(grads, mse_weight), mean_norms, train_mask.sum()
 
     def model_errors(state: TrainState, model, norm):
         """Held-out squared error of the ensemble's mean next state (env units), on the base dims and on
@@ -594,24 +663,28 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
         distract = per_dim[base_dim:].mean() if base_dim < obs_dim else jnp.float32(jnp.nan)
         return per_dim[:base_dim].mean(), distract
 
-    def train_model(state: TrainState, key):
+    def train_model(state: TrainState, env_steps, key):
         """Retrain the ensemble on the real buffer (early stopping inside ``dynamics.train_ensemble``)."""
         data = dynamics.ModelData(state.buffer.data.obs, state.buffer.data.action, state.buffer.data.reward,
                                   state.buffer.data.next_obs)
-        weights = model_weights(state) if use_vagram else None
+        weights, mean_norms, n_train = model_weights(state, env_steps) if use_vagram else (None, None, None)
         model, model_opt, norm, info = dynamics.train_ensemble(ensemble, model_tx, state.model, state.model_opt,
                                                                data, state.buffer.size, state.holdout_u, key, settings,
                                                                weights=weights)
+        norm_avg = state.grad_norm_avg
+        if mean_norms is not None:   # the code updates its running normalizer once per minibatch
+            steps = info.epochs * ((n_train + config.model_batch_size - 1) // config.model_batch_size)
+            norm_avg = running_norm(norm_avg, mean_norms, steps, config.norm_rate)
         base_mse, distractor_mse = model_errors(state, model, norm)
         metrics = {"model_epochs": info.epochs.astype(jnp.float32), "model_loss": info.train_loss,
                    "model_val_score": info.val_score, "model_base_mse": base_mse,
-                   "model_distractor_mse": distractor_mse}
-        return state._replace(model=model, model_opt=model_opt, norm=norm), metrics
+                   "model_distractor_mse": distractor_mse, "grad_norm_avg": norm_avg}
+        return state._replace(model=model, model_opt=model_opt, norm=norm, grad_norm_avg=norm_avg), metrics
 
-    def keep_model(state: TrainState, key):
+    def keep_model(state: TrainState, env_steps, key):
         nan = jnp.float32(jnp.nan)
         return state, {"model_epochs": nan, "model_loss": nan, "model_val_score": nan, "model_base_mse": nan,
-                       "model_distractor_mse": nan}
+                       "model_distractor_mse": nan, "grad_norm_avg": state.grad_norm_avg}
 
     def branch(state: TrainState, env_steps, key):
         """One batch of k-step rollouts from real states into the model buffer (FIFO)."""
@@ -709,7 +782,8 @@ def make_train(config: Config, env=None, env_params=None) -> Trainer:
         def due(every):
             return last_warmup | ((after > config.random_steps) & (after // every > before // every))
 
-        state, metrics = jax.lax.cond(due(config.train_every), train_model, keep_model, state, model_key)
+        state, metrics = jax.lax.cond(due(config.train_every), train_model, keep_model, state, after,
+                                      model_key)
         state, branch_metrics = jax.lax.cond(due(config.rollout_every), branch, no_branch, state, after, branch_key)
         metrics.update(branch_metrics)
         # POLICY: G SAC updates per env step once the first model batch exists
