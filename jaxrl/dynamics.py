@@ -14,6 +14,9 @@ unfilled slots are masked out (the dataset of a model-based agent grows; array s
   validation split and early stopping, all compiled: training stops once the validation loss has not
   improved by a relative ``min_delta`` (1%) for ``patience`` epochs (MBPO's rule, Janner et al. 2019),
   or after ``max_epochs``; the parameters of the best validation epoch are returned.
+  With per-sample ``weights`` it fits the members' means by a weighted squared error instead of the
+  NLL (``weighted_squared_error``: e.g. VaGraM's value-gradient weights, Voelcker et al. 2022), and
+  scores the held-out slots by the same weighted error.
 * ``rollout``: particles propagated through the model with trajectory sampling, TS1 (each particle
   re-draws its member every step) or TS∞ (each particle keeps one member for the whole horizon),
   Chua et al. 2018, Sec. 4.2. Particles are assigned to members in balanced groups, as in the
@@ -219,6 +222,23 @@ def validation_mse(ensemble: Ensemble, params: ModelParams, x_norm, y_norm, mask
     return err.sum(-1).mean() / jnp.maximum(mask.sum(), 1).astype(err.dtype)
 
 
+def weighted_squared_error(ensemble: Ensemble, params: ModelParams, x_norm, y_norm, w_norm):
+    """Mean over members and samples of Σ_j w_j (μ_j − y_j)², μ the members' means (normalized units;
+    ``w_norm`` (E, B, out_dim) or broadcastable). Only the means are fitted: the log-variance heads and
+    bounds get no gradient (a deterministic model, as VaGraM's, Voelcker et al. 2022, Sec. 4)."""
+    mean, _ = ensemble.apply_all(params, x_norm)
+    err = (w_norm * (mean - y_norm) ** 2).sum(-1).mean()
+    return err, err
+
+
+def weighted_validation_error(ensemble: Ensemble, params: ModelParams, x_norm, y_norm, w_norm, mask):
+    """``weighted_squared_error`` of every member on the masked rows, averaged over members: the
+    early-stopping score when ``train_ensemble`` is given weights."""
+    mean, _ = jax.vmap(lambda m: ensemble.apply_member(params, m, x_norm))(params.members)
+    err = jnp.where(mask[None], (w_norm[None] * (mean - y_norm[None]) ** 2).sum(-1), 0.0)   # (E, capacity)
+    return err.sum(-1).mean() / jnp.maximum(mask.sum(), 1).astype(err.dtype)
+
+
 # ----------------------------------------------------------------------------------------------
 # Training with early stopping, inside the compiled program
 # ----------------------------------------------------------------------------------------------
@@ -261,7 +281,7 @@ def make_optimizer(learning_rate, weight_decay) -> optax.GradientTransformation:
 class TrainInfo(NamedTuple):
     epochs: jax.Array       # epochs run in this call (int32)
     train_loss: jax.Array   # mean loss of the last epoch
-    val_score: jax.Array    # best validation MSE (normalized units)
+    val_score: jax.Array    # best validation MSE (normalized units), or weighted error when weights are given
 
 
 def sample_masked(key, mask, shape):
@@ -272,26 +292,41 @@ def sample_masked(key, mask, shape):
 
 
 def train_ensemble(ensemble: Ensemble, optimizer: optax.GradientTransformation, params: ModelParams, opt_state,
-                   data: ModelData, size, holdout_u, key, settings: TrainSettings = TrainSettings()):
+                   data: ModelData, size, holdout_u, key, settings: TrainSettings = TrainSettings(), weights=None):
     """Fit the ensemble to the filled part of ``data``; returns ``(params, opt_state, normalizer, TrainInfo)``.
 
     Each member draws its own minibatches (independently, with replacement, from the training
     slots: the online counterpart of PETS' per-member bootstrap). The normalizer is refit on the
     training slots first. Epochs run in a ``lax.while_loop`` until early stopping (module docstring).
+
+    ``weights`` (optional, shape (capacity, out_dim), in env units of the target (Δs, r)): when given,
+    the loss is ``weighted_squared_error`` of the means with the weights w · out_std² (so that
+    Σ_j w_j (μ_j − y_j)² is measured in env units) and the validation score is the same weighted error;
+    ``settings.logvar_penalty`` is then unused. ``None`` (the default) trains by the Gaussian NLL.
     """
     capacity = data.reward.shape[0]
     train_mask, val_mask = split_masks(capacity, size, holdout_u, settings.holdout_ratio)
     norm = fit_normalizer(data, train_mask)
     x = (model_inputs(data.obs, data.action) - norm.in_mean) / norm.in_std
     y = (model_targets(data.obs, data.reward, data.next_obs) - norm.out_mean) / norm.out_std
+    w = None if weights is None else weights * norm.out_std ** 2
     steps_per_epoch = (train_mask.sum() + settings.batch_size - 1) // settings.batch_size
     E = ensemble.num_members
+
+    def validation_score(p):
+        if w is None:
+            return validation_mse(ensemble, p, x, y, val_mask)
+        return weighted_validation_error(ensemble, p, x, y, w, val_mask)
 
     def grad_step(carry, step_key):
         params, opt_state = carry
         idx = sample_masked(step_key, train_mask, (E, settings.batch_size))
-        (loss, _), grads = jax.value_and_grad(ensemble_loss, argnums=1, has_aux=True)(
-            ensemble, params, x[idx], y[idx], settings.logvar_penalty)
+        if w is None:
+            (loss, _), grads = jax.value_and_grad(ensemble_loss, argnums=1, has_aux=True)(
+                ensemble, params, x[idx], y[idx], settings.logvar_penalty)
+        else:
+            (loss, _), grads = jax.value_and_grad(weighted_squared_error, argnums=1, has_aux=True)(
+                ensemble, params, x[idx], y[idx], w[idx])
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
 
@@ -305,7 +340,7 @@ def train_ensemble(ensemble: Ensemble, optimizer: optax.GradientTransformation, 
             return (p, o), total + loss
 
         (params, opt_state), total = jax.lax.fori_loop(0, steps_per_epoch, body, ((params, opt_state), 0.0))
-        score = validation_mse(ensemble, params, x, y, val_mask)
+        score = validation_score(params)
         improved = (best_score - score) / jnp.maximum(jnp.abs(best_score), 1e-12) > settings.min_delta
         best = jax.tree.map(lambda new, old: jnp.where(improved, new, old), params, best)
         best_score = jnp.where(improved, score, best_score)
@@ -316,7 +351,7 @@ def train_ensemble(ensemble: Ensemble, optimizer: optax.GradientTransformation, 
         since, n = carry[4], carry[5]
         return (n < settings.max_epochs) & (since < settings.patience)
 
-    score0 = validation_mse(ensemble, params, x, y, val_mask)
+    score0 = validation_score(params)
     carry = (params, opt_state, params, score0, jnp.int32(0), jnp.int32(0), jnp.float32(jnp.nan), key)
     _, opt_state, best, best_score, _, n, train_loss, _ = jax.lax.while_loop(running, epoch, carry)
     return best, opt_state, norm, TrainInfo(n, train_loss, best_score)
