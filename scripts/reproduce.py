@@ -617,9 +617,10 @@ def list_entries() -> str:
                  f"see `scripts/reproduce.py {reproduce_d4rl.NAME} --help`]")
     lines.append(f"{'her-bitflip':<20} HER bit flipping: DQN vs DQN+HER success rate over n "
                  "[see `scripts/reproduce.py her-bitflip --help`]")
-    from scripts import reproduce_gcmaze, reproduce_mb, reproduce_mo, reproduce_pointgoal, reproduce_safe
+    from scripts import (reproduce_gcmaze, reproduce_mb, reproduce_mb_distractors, reproduce_mo, reproduce_pointgoal,
+                         reproduce_safe)
 
-    for module in (reproduce_gcmaze, reproduce_mb, reproduce_safe, reproduce_pointgoal):
+    for module in (reproduce_gcmaze, reproduce_mb, reproduce_mb_distractors, reproduce_safe, reproduce_pointgoal):
         lines.append(f"{module.NAME:<20} {module.TITLE} [own flags; see `scripts/reproduce.py {module.NAME} --help`]")
     for name, entry in reproduce_mo.ENTRIES.items():
         lines.append(f"{name:<20} {entry.title} [own flags; see `scripts/reproduce.py {name} --help`]")
@@ -648,10 +649,10 @@ def parse_args(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from scripts import (reproduce_d4rl, reproduce_gcmaze, reproduce_goal, reproduce_mb, reproduce_mo,
-                         reproduce_pointgoal, reproduce_safe)
+    from scripts import (reproduce_d4rl, reproduce_gcmaze, reproduce_goal, reproduce_mb, reproduce_mb_distractors,
+                         reproduce_mo, reproduce_pointgoal, reproduce_safe)
 
-    for module in (reproduce_gcmaze, reproduce_mb):  # their own flags (--agents, --seeds, --quick, --out, ...)
+    for module in (reproduce_gcmaze, reproduce_mb, reproduce_mb_distractors):  # their own flags (--agents, --seeds, --quick, --out, ...)
         if argv and argv[0] == module.NAME:
             module.main(argv[1:])
             return 0
@@ -679,7 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return reproduce_offline.run_entry(args.name, reproduce_offline.ENTRIES[args.name], args, argv, sys.modules[__name__])
     if args.name not in ENTRIES:
         names = ", ".join([*ENTRIES, *reproduce_offline.ENTRIES, reproduce_d4rl.NAME, *reproduce_goal.ENTRIES,
-                           reproduce_gcmaze.NAME, reproduce_mb.NAME, reproduce_safe.NAME, reproduce_pointgoal.NAME, *reproduce_mo.ENTRIES])
+                           reproduce_gcmaze.NAME, reproduce_mb.NAME, reproduce_mb_distractors.NAME, reproduce_safe.NAME, reproduce_pointgoal.NAME, *reproduce_mo.ENTRIES])
         raise SystemExit(f"error: unknown entry {args.name!r}; entries: {names}\n" + list_entries())
     entry = ENTRIES[args.name]
     cases = select_cases(entry, args.cases.split(",") if args.cases else None)
