@@ -17,7 +17,8 @@ os.environ.setdefault("JAXRL_CACHE_DIR", str(Path(tempfile.gettempdir()) / "jaxr
 # processing-time-first scheduling). Durations measured in CI (.ci/run, 2 cores); the rest keep
 # their order after these.
 LONGEST_MODULES = (
-    "test_offline_dt.py", "test_notebooks.py", "test_mbpo.py", "test_coplanner.py", "test_vagram.py", "test_offline_cql.py", "test_offline_prdc.py",
+    "test_offline_dt.py", "test_notebooks.py", "test_mbpo.py", "test_coplanner.py", "test_vagram.py",
+    "test_offline_cql.py", "test_offline_prdc.py",
     "test_pets.py", "test_cli.py", "test_sac_her.py", "test_ppo_lag.py", "test_gciql.py", "test_offline_iql.py",
     "test_offline_rebrac.py", "test_hilp.py", "test_hiql.py",
 )
