@@ -376,7 +376,7 @@ def write_markdown(path: Path, per_layout: dict, used: list[dict], args, started
     command = " ".join(["python scripts/reproduce.py", NAME, *args.argv])
     lines += ["", "## Setup", "",
               f"- Command: `{command}`",
-              f"- Date: table written {started} (UTC) by an invocation of {wall:.0f}s wall time; cases trained "
+              f"- Date: this table's invocation started {started} (UTC) and took {wall:.0f}s; cases trained "
               f"{', '.join(sorted({c.get('date', '?') for c in used}))} (UTC); revision {git_revision()}",
               f"- Machine: {machine['cpu']}, {machine['usable']} usable cores; {machine['platform']}; load average "
               f"(1/5/15 min) {machine['load']} -> {machine_end['load']} (the machine may have been shared)",

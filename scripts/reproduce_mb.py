@@ -277,7 +277,7 @@ def write_markdown(path: Path, cells: list[dict], args, started: str, machine: d
     lines += [f"## {ENV}", "", *table_lines(cells, args.threshold), "", "## Findings", "", *findings(cells)]
     lines += ["", "## Setup", "",
               f"- Command: `{' '.join(['python scripts/reproduce.py', NAME, *args.argv])}`",
-              f"- Date: table written {started} (UTC) by an invocation of {wall:.0f}s wall time; cases trained "
+              f"- Date: this table's invocation started {started} (UTC) and took {wall:.0f}s; cases trained "
               f"{', '.join(sorted({c.get('date', '?') for c in cells}))} (UTC); revision {git_revision()}",
               f"- Machine: {machine['cpu']}, {machine['usable']} usable cores; {machine['platform']}; load average "
               f"(1/5/15 min) {machine['load']} -> {machine_end['load']} (the machine may have been shared)",
