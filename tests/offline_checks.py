@@ -99,3 +99,48 @@ def random_policy_success(env_id: str, keys) -> np.ndarray:
 
     run = jax.vmap(lambda k: gc_data.evaluate_on_tasks(env, params, policy, k, 200)["success"].mean())
     return np.asarray(jax.jit(run)(keys))
+
+
+# ---------------------------------------------------------------------------------------------
+# The offline goal-conditioned agents' CLI checks (the two runs of ``cli_runs``, tiny config)
+# ---------------------------------------------------------------------------------------------
+def check_task_report(out) -> None:
+    """Every run's ``summary.json`` report has the success of each of the five tasks and their mean."""
+    import json
+
+    import pytest
+
+    for run in json.loads((out / "summary.json").read_text())["runs"]:
+        report = run["report"]
+        assert len(report["task_success"]) == 5 and report["success"] == pytest.approx(np.mean(report["task_success"]))
+
+
+def check_same_seed_same_params(module, algorithm: str, outs, dataset) -> None:
+    """The two identical CLI runs restore identical states; the two seeds of a run differ (actor)."""
+    from jaxrl import cli
+
+    first, second = (cli.load_run(out, module.Config, module.make_train, algorithm, dataset=dataset) for out in outs)
+    assert trees_equal(first.state, second.state)
+    assert not trees_equal(*(jax.tree.map(lambda x: x[i], first.state.params["actor"]) for i in range(2)))
+
+
+def check_save_load_identical_actions(module, algorithm: str, other_algorithm: str, config, out, dataset,
+                                      num_updates: int) -> None:
+    """The run restored from its checkpoint (finding its recorded dataset file) acts as a direct run of
+    the same config and keys; restoring it as ``other_algorithm`` raises a CheckpointError naming it."""
+    import pytest
+
+    from jaxrl import checkpoint, cli
+
+    loaded = cli.load_run(out, module.Config, module.make_train, algorithm)
+    assert loaded.config == config and loaded.update == num_updates
+    trainer = module.make_train(config, dataset)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(2)])
+    states, _ = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, trainer.data)
+    obs = {"observation": dataset.observations[:32], "achieved_goal": dataset.observations[:32],
+           "desired_goal": dataset.observations[100:132]}
+    for run in range(2):
+        direct = trainer.act(jax.tree.map(lambda x: x[run], states), obs, None)
+        np.testing.assert_allclose(np.asarray(loaded.act(run, obs)), np.asarray(direct), atol=1e-5)
+    with pytest.raises(checkpoint.CheckpointError, match=algorithm):
+        cli.load_run(out, module.Config, module.make_train, other_algorithm, dataset=dataset)

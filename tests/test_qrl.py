@@ -5,7 +5,6 @@ actions through the CLI, and a learning check on a small PointMaze-Open-v0 navig
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -15,10 +14,9 @@ import numpy as np
 import pytest
 
 from agents.goal_conditioned import qrl
-from jaxrl import checkpoint, cli
 from jaxrl import data as data_lib
 from jaxrl.config import ConfigError
-from offline_checks import random_policy_success, trees_equal
+from offline_checks import random_policy_success
 import offline_checks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -153,32 +151,15 @@ def cli_runs(navigate, tmp_path_factory):
 
 
 def test_summary_reports_success_per_task(cli_runs):
-    summary = json.loads((cli_runs[0] / "summary.json").read_text())
-    for run in summary["runs"]:
-        report = run["report"]
-        assert len(report["task_success"]) == 5 and report["success"] == pytest.approx(np.mean(report["task_success"]))
+    offline_checks.check_task_report(cli_runs[0])
 
 
 def test_same_seed_same_params(cli_runs, navigate):
-    first, second = (cli.load_run(out, qrl.Config, qrl.make_train, "qrl", dataset=navigate[0]) for out in cli_runs)
-    assert trees_equal(first.state, second.state)
-    assert not trees_equal(*(jax.tree.map(lambda x: x[i], first.state.params["actor"]) for i in range(2)))
+    offline_checks.check_same_seed_same_params(qrl, "qrl", cli_runs, navigate[0])
 
 
 def test_cli_save_load_gives_identical_actions(cli_runs, navigate):
-    dataset = navigate[0]
-    loaded = cli.load_run(cli_runs[0], qrl.Config, qrl.make_train, "qrl")   # the dataset file the run recorded
-    assert loaded.config == TINY and loaded.update == 30
-    trainer = qrl.make_train(TINY, dataset)
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(2)])
-    states, _ = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, trainer.data)
-    obs = {"observation": dataset.observations[:32], "achieved_goal": dataset.observations[:32],
-           "desired_goal": dataset.observations[100:132]}
-    for run in range(2):
-        direct = trainer.act(jax.tree.map(lambda x: x[run], states), obs, None)
-        np.testing.assert_allclose(np.asarray(loaded.act(run, obs)), np.asarray(direct), atol=1e-5)
-    with pytest.raises(checkpoint.CheckpointError, match="qrl"):
-        cli.load_run(cli_runs[0], qrl.Config, qrl.make_train, "gciql", dataset=dataset)
+    offline_checks.check_save_load_identical_actions(qrl, "qrl", "gciql", TINY, cli_runs[0], navigate[0], 30)
 
 
 # ---------------------------------------------------------------------------------------------
