@@ -2,9 +2,12 @@
 "Value Gradient weighted Model-Based Reinforcement Learning", ICLR, Sec. 5: with a small model and
 distracting dimensions, the value-gradient weighted loss keeps MBPO working where MLE degrades).
 
-    python scripts/reproduce_mb_distractors.py                        # distractors 0, 10; 3 seeds; 5000 steps
-    python scripts/reproduce_mb_distractors.py --distractors 0,5 --seeds 2 --total-timesteps 3000
-    python scripts/reproduce_mb_distractors.py --quick --out /tmp/smoke  # a one-minute smoke run
+    python scripts/reproduce.py mb-distractors                        # distractors 0, 5, 10; 3 seeds; 5000 steps
+    python scripts/reproduce.py mb-distractors --distractors 0,20 --seeds 2 --total-timesteps 3000
+    python scripts/reproduce.py mb-distractors --no-train             # the table and figure from the stored JSON
+    python scripts/reproduce.py mb-distractors --quick --out /tmp/smoke  # a one-minute smoke run
+
+(``python scripts/reproduce_mb_distractors.py ...`` is the same.)
 
 The task: Pendulum-v1 with n distracting dimensions appended to its observation
 (``Pendulum-Distract{n}-v0``, ``envs/model_based/distractors.py``: chaotic, action- and reward-independent
@@ -17,7 +20,8 @@ over seeds: the final greedy return (16 episodes per seed) and the model's held-
 the next state on the base (Pendulum) dimensions and on the distractors at its last retraining
 (env units).
 
-Measured (the default command, 2 CPU cores, 10.7 min; greedy return mean ± std over seeds 0-2, random
+The committed table (the default command, distractors 0, 5 and 10): ``scripts/results/mb-distractors.md``.
+An earlier run with ``--distractors 0,10`` (2 CPU cores, 10.7 min; greedy return mean ± std over seeds 0-2, random
 play about -1200; base-dim model MSE at the last retraining):
 
     | distractors | model loss | greedy return   | base-dim model MSE |
@@ -33,7 +37,8 @@ fitting the Pendulum dimensions better: its base-dim error is the higher one; bo
 distractors are about their variance. Three seeds: an indication, not a result.
 
 Output: ``OUT/mb-distractors.md`` (the table), ``OUT/mb-distractors.png`` (return and base-dim model
-error against n) and ``OUT/mb-distractors.json``.
+error against n) and ``OUT/mb-distractors.json``; ``OUT`` is ``--out``, by default ``scripts/results/``
+(``runs/...`` with ``--quick``).
 """
 from __future__ import annotations
 
@@ -110,7 +115,7 @@ def train_one(config, seeds: int) -> dict:
             "curve": np.asarray(curve, float)}
 
 
-def compare_model_losses(distractors: Sequence[int] = (0, 10), seeds: int = 3, total_timesteps: int = 5_000,
+def compare_model_losses(distractors: Sequence[int] = (0, 5, 10), seeds: int = 3, total_timesteps: int = 5_000,
                          quick: bool = False, quiet: bool = False) -> list[dict]:
     """Train both model losses for every distractor count; one result dict per (count, loss)."""
     results = []
@@ -131,19 +136,60 @@ def _mean_std(x: np.ndarray, fmt: str) -> str:
     return "n/a" if x.size == 0 else f"{format(x.mean(), fmt)} ± {format(x.std(), fmt)}"
 
 
-def render(results: list[dict], command: str, seeds: int, total_timesteps: int, elapsed: float, quick: bool) -> str:
-    lines = [f"# {NAME}: {TITLE}", "", f"Command: `{command}`", "",
+CLAIM = ("The claim tested (Voelcker et al. 2022, Sec. 5): with a model too small to fit every "
+         "state dimension, MLE spends its capacity on the distracting dimensions and MBPO's return collapses "
+         "as they are added, while the value-gradient weighted loss fits what the value function depends on "
+         "and keeps the return.")
+
+
+def findings(results: list[dict]) -> list[str]:
+    """Per distractor count: which loss returns more, and whether the gap exceeds both stds."""
+    out = []
+    for n in sorted({r["distractors"] for r in results}):
+        by_loss = {r["model_loss"]: r for r in results if r["distractors"] == n}
+        if set(by_loss) != set(LOSSES):
+            continue
+        mle, vag = (np.asarray(by_loss[k]["returns"], float) for k in LOSSES)
+        gap = vag.mean() - mle.mean()
+        clear = abs(gap) > max(mle.std(), vag.std())
+        better = "VaGraM" if gap > 0 else "MLE"
+        out.append(f"- {n} distractors: {better} returns {abs(gap):.0f} more (MLE {mle.mean():.0f}, VaGraM "
+                   f"{vag.mean():.0f}); {'larger' if clear else 'not larger'} than the spread over seeds "
+                   f"(std {mle.std():.0f} / {vag.std():.0f}).")
+    finite = [r for r in results if np.isfinite(np.asarray(r["base_mse"], float)).any()]
+    if finite:
+        worse = [f"{r['distractors']}" for r in finite if r["model_loss"] == "vagram" and any(
+            o["distractors"] == r["distractors"] and o["model_loss"] == "mle"
+            and np.nanmean(o["base_mse"]) < np.nanmean(r["base_mse"]) for o in finite)]
+        if worse:
+            out.append(f"- VaGraM's held-out error on the Pendulum dimensions is the higher one at {', '.join(worse)} "
+                       "distractors: it fits the model where the value function's gradient is large, not the "
+                       "state in general (the error here weighs every dimension alike).")
+    return out
+
+
+def render(results: list[dict], command: str, seeds: int, total_timesteps: int, elapsed: float, quick: bool,
+           setup: dict | None = None) -> str:
+    lines = [f"# {NAME}: {TITLE}", "", CLAIM, "",
              f"{seeds} seeds per cell, {total_timesteps} env steps, {EVAL_EPISODES} greedy episodes per seed; "
              f"mean ± std over seeds; model errors: held-out squared error of the next state at the last "
-             f"retraining, env units. Small model: {QUICK if quick else SMALL}. Wall time {elapsed / 60:.1f} min."
+             f"retraining, env units. Random play scores about -1200. Small model: {QUICK if quick else SMALL}."
              + (" **QUICK smoke run: numbers mean nothing.**" if quick else ""), "",
              "| distractors | model loss | greedy return | base-dim model MSE | distractor model MSE | seconds |",
              "|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['distractors']} | {r['model_loss']} | {_mean_std(r['returns'], '.1f')} | "
-                     f"{_mean_std(r['base_mse'], '.4f')} | {_mean_std(r['distractor_mse'], '.3g')} | "
-                     f"{r['seconds']:.0f} |")
-    return "\n".join(lines) + "\n"
+        lines.append(f"| {r['distractors']} | {r['model_loss']} | {_mean_std(np.asarray(r['returns'], float), '.1f')} | "
+                     f"{_mean_std(np.asarray(r['base_mse'], float), '.4f')} | "
+                     f"{_mean_std(np.asarray(r['distractor_mse'], float), '.3g')} | {r['seconds']:.0f} |")
+    lines += ["", "## Findings", "", *findings(results), f"- {seeds} seeds per cell: an indication, not a result.",
+              "", "## Setup", "", f"- Command: `{command}`", f"- Wall time {elapsed / 60:.1f} min"]
+    if setup:
+        machine = setup["machine"]
+        lines += [f"- Date: {setup['date']} (UTC); revision {setup['revision']}",
+                  f"- Machine: {machine['cpu']}, {machine['usable']} usable cores; {machine['platform']}; load "
+                  f"average (1/5/15 min) {machine['load']} -> {setup['load_at_end']} (the machine may have been shared)",
+                  "- Versions: " + ", ".join(f"{k} {v}" for k, v in setup["versions"].items())]
+    return "\n".join(lines + ["", f"![return and model error]({NAME}.png)"]) + "\n"
 
 
 def plot(results: list[dict], path: Path) -> Path:
@@ -175,12 +221,15 @@ def plot(results: list[dict], path: Path) -> Path:
 
 def parse_args(argv: Sequence[str]):
     parser = argparse.ArgumentParser(prog=f"reproduce {NAME}", description=__doc__.split("\n")[0])
-    parser.add_argument("--distractors", default="0,10", help="comma-separated distractor counts (0: Pendulum-v1)")
+    parser.add_argument("--distractors", default="0,5,10", help="comma-separated distractor counts (0: Pendulum-v1)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--total-timesteps", type=int, default=5_000)
     parser.add_argument("--quick", action="store_true", help="tiny networks and budget: a one-minute smoke run")
-    parser.add_argument("--out", default=None, help="output folder (default runs/reproduce-mb-distractors-<time>)")
+    parser.add_argument("--out", default=None, help="output folder (default scripts/results/, where the committed "
+                        "table lives; --quick defaults to runs/reproduce-mb-distractors-quick-<time>)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--no-train", action="store_true",
+                        help="train nothing: rewrite the table and figure from OUT/mb-distractors.json")
     args = parser.parse_args(argv)
     try:
         args.distractors = [int(v) for v in args.distractors.split(",") if v.strip()]
@@ -200,36 +249,75 @@ def parse_args(argv: Sequence[str]):
     return args
 
 
-def main(argv: Sequence[str] | None = None, helpers=None) -> int:
-    """Entry point; ``scripts/reproduce.py`` may pass the arguments after the entry name."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == NAME:
-        argv = argv[1:]
-    args = parse_args(argv)
+def _load_results(path: Path) -> dict:
+    import json
+
+    if not path.exists():
+        raise SystemExit(f"error: --no-train needs {path}; run without --no-train first (or pass --out)")
+    stored = json.loads(path.read_text())
+    for r in stored["results"]:
+        for key in ("returns", "base_mse", "distractor_mse", "curve"):
+            r[key] = np.asarray(r[key], float)
+    return stored
+
+
+def rerender(out: Path) -> tuple[str, Path]:
+    """The table and figure from a stored JSON (no training)."""
+    from jaxrl.io import write_text_atomic
+
+    stored = _load_results(out / f"{NAME}.json")
+    text = render(stored["results"], stored["command"], stored["seeds"], stored["total_timesteps"],
+                  stored.get("elapsed_s", float("nan")), stored.get("quick", False), stored.get("setup"))
+    write_text_atomic(out / f"{NAME}.md", text)
+    return text, plot(stored["results"], out / f"{NAME}.png")
+
+
+def train_and_write(args, argv: list[str], out: Path) -> tuple[str, Path]:
     from jaxrl.config import ConfigError
     from jaxrl.io import write_json_atomic, write_text_atomic
+    from scripts.reproduce import git_revision, machine_info, versions
 
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else ROOT / "runs" / f"reproduce-{NAME}-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
+    setup = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"), "revision": git_revision(),
+             "machine": machine_info(), "versions": versions()}
     t0 = time.perf_counter()
     try:
         results = compare_model_losses(args.distractors, args.seeds, args.total_timesteps, args.quick, args.quiet)
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
     elapsed = time.perf_counter() - t0
-    command = "python scripts/reproduce_mb_distractors.py " + shlex.join(argv)
+    setup["load_at_end"] = machine_info()["load"]
+    command = "python scripts/reproduce.py mb-distractors " + shlex.join(argv)
     write_json_atomic(out / f"{NAME}.json", {
-        "command": command, "seeds": args.seeds, "total_timesteps": args.total_timesteps,
+        "command": command, "seeds": args.seeds, "total_timesteps": args.total_timesteps, "quick": args.quick,
+        "elapsed_s": elapsed, "setup": setup,
         "config": {r["model_loss"] + f"/{r['distractors']}": dataclasses.asdict(
             config_for(r["distractors"], r["model_loss"], args.total_timesteps, args.quick)) for r in results},
         "results": [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()} for r in results]})
-    text = render(results, command, args.seeds, args.total_timesteps, elapsed, args.quick)
+    text = render(results, command, args.seeds, args.total_timesteps, elapsed, args.quick, setup)
     write_text_atomic(out / f"{NAME}.md", text)
-    plot_path = plot(results, out / f"{NAME}.png")
+    return text, plot(results, out / f"{NAME}.png")
+
+
+def main(argv: Sequence[str] | None = None, helpers=None) -> int:
+    """Entry point; ``scripts/reproduce.py`` may pass the arguments after the entry name."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == NAME:
+        argv = argv[1:]
+    args = parse_args(argv)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    if args.out:
+        out = Path(args.out)
+    else:  # a smoke run must not overwrite the committed table
+        out = ROOT / "runs" / f"reproduce-{NAME}-quick-{stamp}" if args.quick else ROOT / "scripts" / "results"
+    if args.no_train:
+        text, plot_path = rerender(out)
+    else:
+        text, plot_path = train_and_write(args, argv, out)
     if not args.quiet:
         print(text)
-        print(f"[{NAME}] wrote {out / f'{NAME}.md'}, {plot_path} and {out / f'{NAME}.json'}", flush=True)
+        print(f"[{NAME}] wrote {out / f'{NAME}.md'} and {plot_path}"
+              + ("" if args.no_train else f" and {out / f'{NAME}.json'}"), flush=True)
     return 0
 
 
