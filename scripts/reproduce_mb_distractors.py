@@ -287,7 +287,7 @@ def train_and_write(args, argv: list[str], out: Path) -> tuple[str, Path]:
         raise SystemExit(f"error: {err}") from None
     elapsed = time.perf_counter() - t0
     setup["load_at_end"] = machine_info()["load"]
-    command = "python scripts/reproduce.py mb-distractors " + shlex.join(argv)
+    command = ("python scripts/reproduce.py mb-distractors " + shlex.join(argv)).strip()
     write_json_atomic(out / f"{NAME}.json", {
         "command": command, "seeds": args.seeds, "total_timesteps": args.total_timesteps, "quick": args.quick,
         "elapsed_s": elapsed, "setup": setup,
