@@ -24,7 +24,9 @@ def test_findings_name_the_better_loss_and_whether_the_gap_beats_the_spread():
     found = "\n".join(md.findings(arrays))
     assert "- 0 distractors: VaGraM returns 225 more (MLE -350, VaGraM -125); larger than the spread" in found
     assert "- 10 distractors: VaGraM returns 400 more (MLE -1650, VaGraM -1250); not larger than the spread" in found
-    assert "is the higher one at 10 distractors" in found  # VaGraM's base-dim error above MLE's there only
+    assert "(std 71 / 636)" in found                                   # sample std, ddof 1
+    assert "- Return lost against no distractors: MLE 1300 at 10; VaGraM 1125 at 10." in found
+    assert "not comparable across the two losses" in found
 
 
 def test_no_train_rewrites_the_table_and_figure_from_the_json(tmp_path):
@@ -33,7 +35,7 @@ def test_no_train_rewrites_the_table_and_figure_from_the_json(tmp_path):
         "elapsed_s": 90.0, "results": RESULTS}))
     assert md.main([md.NAME, "--no-train", "--out", str(tmp_path), "--quiet"]) == 0
     text = (tmp_path / f"{md.NAME}.md").read_text()
-    assert "| 10 | vagram | -1250.0 ± 450.0 | 0.0100 ± 0.0000 |" in text
+    assert "| 10 | vagram | -1250.0 ± 636.4 | 0.0100 ± 0.0000 |" in text
     assert "## Findings" in text and md.CLAIM in text
     assert (tmp_path / f"{md.NAME}.png").stat().st_size > 10_000
 
@@ -50,3 +52,9 @@ def test_bad_arguments_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit):
         md.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_only_the_default_settings_write_to_the_committed_results():
+    assert md._default_settings(md.parse_args([]))
+    for argv in (["--seeds", "2"], ["--distractors", "0,20"], ["--total-timesteps", "3000"], ["--quick"]):
+        assert not md._default_settings(md.parse_args(argv)), argv
