@@ -27,7 +27,7 @@ maze.
 
 Outputs (``--out``, default ``scripts/results/``): ``gc-pointmaze.md`` (tables, findings, setup),
 ``gc-pointmaze.png`` (the rollouts) and ``gc-pointmaze.json`` (every case's per-seed, per-task
-success and its rollouts). A case already in the JSON with the same settings is reused, so an
+success and its seed-0 rollouts; compact JSON, positions rounded to 1e-3). A case already in the JSON with the same settings is reused, so an
 interrupted run continues where it stopped and ``--layouts``/``--agents`` can add cases piecewise.
 
 Usage::
@@ -432,7 +432,7 @@ def run(args) -> Path:
         cell.update(key=key, date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
                     load_at_end=machine_info()["load"])
         cells[key] = cell
-        write_json_atomic(store, {"entry": NAME, "random": randoms, "cases": list(cells.values())})
+        write_json_atomic(store, {"entry": NAME, "random": randoms, "cases": list(cells.values())}, indent=None)
         print(f"[{NAME}] {case.label} on {case.layout}: success {_ci([r['success'] for r in cell['runs']])} "
               f"(compile {cell['compile_s']:.0f}s, train {cell['train_s']:.0f}s)", flush=True)
     used = [cells[case_key(c, args.seeds, args.quick, args.dataset_size)] for c in cases if c not in not_run]
@@ -444,7 +444,7 @@ def run(args) -> Path:
             if key not in randoms:
                 randoms[key] = random_success(layout, c["env_params"])
         per_layout[layout] = (cells_here, randoms)
-    write_json_atomic(store, {"entry": NAME, "random": randoms, "cases": list(cells.values())})
+    write_json_atomic(store, {"entry": NAME, "random": randoms, "cases": list(cells.values())}, indent=None)
     png = write_plot(out / f"{NAME}.png", per_layout)
     md = write_markdown(out / f"{NAME}.md", per_layout, used, args, started, machine, machine_info(),
                         time.perf_counter() - t0, png, not_run)

@@ -261,6 +261,11 @@ def parse_args(argv: Sequence[str]):
     return args
 
 
+def _compact(values: np.ndarray) -> list:
+    """A result array as a list for the JSON store: returns to 0.01, errors to 6 significant digits."""
+    return [float(f"{v:.6g}") for v in values.ravel()] if values.ndim == 1 else np.round(values, 2).tolist()
+
+
 def _load_results(path: Path) -> dict:
     import json
 
@@ -305,7 +310,8 @@ def train_and_write(args, argv: list[str], out: Path) -> tuple[str, Path]:
         "elapsed_s": elapsed, "setup": setup,
         "config": {r["model_loss"] + f"/{r['distractors']}": dataclasses.asdict(
             config_for(r["distractors"], r["model_loss"], args.total_timesteps, args.quick)) for r in results},
-        "results": [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()} for r in results]})
+        "results": [{k: (_compact(v) if isinstance(v, np.ndarray) else v) for k, v in r.items()} for r in results]},
+        indent=None)
     text = render(results, command, args.seeds, args.total_timesteps, elapsed, args.quick, setup)
     write_text_atomic(out / f"{NAME}.md", text)
     return text, plot(results, out / f"{NAME}.png")
