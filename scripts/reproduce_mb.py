@@ -64,19 +64,20 @@ class EnvSetting:
     threshold: float      # the return to reach (default; --threshold ENV=VALUE overrides)
     baseline: str         # the model-free agent the ratios are taken against
     zoom: int             # x-range of the figure's linear panel, env steps
-    caveat: str = ""      # printed under the env's findings
+    caveats: tuple = ()   # (agent, text): printed under the env's findings when that agent is in the table
 
 
 ENVS = {"Pendulum-v1": EnvSetting(
             -200.0, "online.sac", 16_000,
-            "PETS's final greedy return comes from its `act`, which plans every step from scratch (the action "
-            "range's centre, no warm start from the previous step's plan, as a stateless policy must), so it "
-            "scores below PETS's own warm-started training episodes (the curve's end)."),
+            (("model_based.pets", "PETS's final greedy return comes from its `act`, which plans every step from "
+              "scratch (the action range's centre, no warm start from the previous step's plan, as a stateless "
+              "policy must), so it scores below PETS's own warm-started training episodes (the curve's end)."),)),
         "CartPole-v1": EnvSetting(
             475.0, "online.dqn", 200_000,
-            "the curve is the training episodes' return, exploration included: DQN's ε decays from 1 to 0.05 over "
-            "half its 500k budget, so when its training return can reach 475 depends on that schedule, not only "
-            "on how fast it learns; MuZero acts by sampling from its search's improved policy.")}
+            (("online.dqn", "the curve is the training episodes' return, exploration included: DQN's ε decays from "
+              "1 to 0.05 over half its 500k budget, so when its training return can reach 475 depends on that "
+              "schedule, not only on how fast it learns; MuZero acts by sampling from its search's improved "
+              "policy."),))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,8 +328,8 @@ def findings(cells: list[dict], env: str) -> list[str]:
         several = sum(r >= 3 for r in ratios)
         lines.append(claim + f"; 'several times fewer' (3× or more) than {name} holds for {several} of the "
                      f"{len(model_based)} model-based agents.")
-    if ENVS[env].caveat:
-        lines.append(f"- Caveat: {ENVS[env].caveat}")
+    present = {c["agent"] for c in cells}
+    lines += [f"- Caveat: {text}" for agent, text in ENVS[env].caveats if agent in present]
     return lines
 
 
