@@ -180,7 +180,6 @@ def findings(results: list[dict]) -> list[str]:
 
 def render(results: list[dict], command: str, seeds: int, total_timesteps: int, elapsed: float, quick: bool,
            setup: dict | None = None) -> str:
-    command = command.strip()
     lines = [f"# {NAME}: {TITLE}", "", CLAIM, "",
              f"{seeds} seeds per cell, {total_timesteps} env steps, {EVAL_EPISODES} greedy episodes per seed; "
              f"mean ± sample std over seeds; model errors: held-out squared error of the next state at the last "
@@ -262,7 +261,8 @@ def parse_args(argv: Sequence[str]):
 
 
 def _compact(values: np.ndarray) -> list:
-    """A result array as a list for the JSON store: returns to 0.01, errors to 6 significant digits."""
+    """A result array as a list for the JSON store: per-seed values (1-D: returns, model errors) to 6
+    significant digits, curves (2-D) to 0.01."""
     return [float(f"{v:.6g}") for v in values.ravel()] if values.ndim == 1 else np.round(values, 2).tolist()
 
 

@@ -19,6 +19,7 @@ import pytest
 from envs.multi_objective import MO_GYMNASIUM_IDS
 from envs.multi_objective.four_room import FourRoom
 from envs.multi_objective.mo_mountain_car import MOMountainCar
+from envs.multi_objective.mo_mountain_car_continuous import MOMountainCarContinuous
 from envs.multi_objective.resource_gathering import ENEMY, GRID, ResourceGathering
 from jaxrl import envs
 
@@ -398,6 +399,8 @@ def test_registry_ids_and_spaces():
         else:
             assert envs.is_discrete(env, params) and env.action_space(params).n == n_actions == gym_env.action_space.n
     assert envs.make("ResourceGathering-v0", attack_prob=0.0)[1].attack_prob == 0.0
+    # the continuous id is envs/multi_objective/mo_mountain_car_continuous.py's env, not the discrete one's
+    assert isinstance(envs.make("MOMountainCarContinuous-v0")[0], MOMountainCarContinuous)
 
 
 def test_bad_arguments_are_clear_errors():
